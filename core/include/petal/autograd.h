@@ -1,0 +1,84 @@
+// The dynamic autograd tape. Each differentiable op that sees an input requiring grad
+// records a Node holding its backward rule (a closure over the saved tensors) and edges
+// to the producers of its inputs. backward() runs the graph in reverse topological order
+// without recursion, accumulates into leaves, and frees saved tensors unless retain_graph.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <petal/tensor.h>
+
+namespace petal {
+
+/// Disables graph recording in its scope (like torch.no_grad()).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+/// True unless inside a NoGradGuard.
+bool grad_enabled();
+void set_grad_enabled(bool enabled);
+
+namespace autograd {
+
+/// A backward rule: given the gradient of the op's output, returns one gradient per
+/// input (an undefined Tensor for inputs that need none).
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  virtual std::string name() const = 0;
+  /// Drops saved tensors; a later apply() throws.
+  virtual void release() {}
+  /// Producers of each input (nullptr where the input needs no gradient).
+  std::vector<std::shared_ptr<Node>> next;
+};
+
+/// Node for an op: its name, its backward closure.
+class FunctionNode : public Node {
+ public:
+  FunctionNode(std::string name, BackwardFn fn) : name_(std::move(name)), fn_(std::move(fn)) {}
+  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  std::string name() const override { return name_; }
+  void release() override { fn_ = nullptr; released_ = true; }
+
+ private:
+  std::string name_;
+  BackwardFn fn_;
+  bool released_ = false;
+};
+
+/// Node that adds an incoming gradient into a leaf's .grad.
+class AccumulateGrad : public Node {
+ public:
+  explicit AccumulateGrad(std::weak_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
+  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  std::string name() const override { return "AccumulateGrad"; }
+
+ private:
+  std::weak_ptr<TensorImpl> leaf_;
+};
+
+/// True when any input requires grad and grad mode is on.
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+/// Attaches a backward rule to output, with edges to inputs. No-op unless needs_grad(inputs).
+/// The rule must return inputs.size() gradients, each shaped like its input.
+void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn);
+
+/// Runs backward from roots with the given gradients.
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
+
+}  // namespace autograd
+}  // namespace petal

@@ -1,0 +1,46 @@
+// Devices a tensor can live on: the CPU, a CUDA GPU, or "sim" (the CUDA kernels run by
+// the SIMT simulator on the CPU).
+#pragma once
+#include <ostream>
+#include <string>
+
+namespace petal {
+
+enum class DeviceType : uint8_t { CPU, CUDA, SIM };
+
+/// A device: type plus index (only meaningful for CUDA).
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+
+  Device() = default;
+  Device(DeviceType t, int i = 0) : type(t), index(i) {}
+  /// Parses "cpu", "cuda", "cuda:1", "sim"; throws petal::Error otherwise.
+  Device(const std::string& spec);  // NOLINT(google-explicit-constructor)
+  Device(const char* spec) : Device(std::string(spec)) {}  // NOLINT
+
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  bool is_cpu() const { return type == DeviceType::CPU; }
+  bool is_cuda() const { return type == DeviceType::CUDA; }
+  bool is_sim() const { return type == DeviceType::SIM; }
+  std::string str() const;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+
+const Device kCPU{DeviceType::CPU, 0};
+
+namespace cuda {
+/// True when a CUDA GPU and driver are usable by this build.
+bool is_available();
+/// Number of usable CUDA devices (0 when none).
+int device_count();
+}  // namespace cuda
+
+namespace sim {
+/// True when this build contains the SIMT simulator backend.
+bool is_available();
+}  // namespace sim
+
+}  // namespace petal

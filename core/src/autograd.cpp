@@ -1,0 +1,139 @@
+// The backward engine. Graph walk is iterative (explicit stacks), so arbitrarily long
+// chains do not touch the C++ call stack. Gradients flowing into one node are summed
+// before it runs; nodes run once all their consumers have delivered (dependency counts).
+#include <petal/autograd.h>
+#include <petal/ops.h>
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "internal.h"
+
+namespace petal {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool grad_enabled() { return g_grad_enabled; }
+void set_grad_enabled(bool e) { g_grad_enabled = e; }
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+
+namespace autograd {
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
+  PETAL_CHECK(!released_, "backward: trying to backward through the graph a second time (node ", name_,
+              "): its saved tensors were freed after the first backward; pass retain_graph=true to the first backward");
+  return fn_(grad_output);
+}
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
+  auto leaf = leaf_.lock();
+  if (!leaf) return {};
+  NoGradGuard ng;
+  Tensor g = grad_output;
+  if (g.shape() != leaf->shape) g = sum_to(g, leaf->shape);
+  if (!leaf->grad) {
+    // Own a fresh contiguous buffer so later in-place accumulation never aliases.
+    Tensor c = empty(leaf->shape, TensorOptions(leaf->dtype, leaf->storage->device));
+    c.copy_(g);
+    leaf->grad = c.impl();
+  } else {
+    Tensor acc(leaf->grad);
+    acc.add_(g);
+  }
+  return {};
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!grad_enabled()) return false;
+  for (const auto& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+static std::shared_ptr<Node> edge_for(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  auto& impl = t.impl();
+  if (impl->grad_fn) return impl->grad_fn;
+  if (!impl->grad_accumulator) impl->grad_accumulator = std::make_shared<AccumulateGrad>(impl);
+  return impl->grad_accumulator;
+}
+
+void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (!needs_grad(inputs)) return;
+  auto node = std::make_shared<FunctionNode>(op_name, std::move(fn));
+  node->next.reserve(inputs.size());
+  for (const auto& t : inputs) node->next.push_back(edge_for(t));
+  output.impl()->grad_fn = node;
+  output.impl()->requires_grad = true;
+}
+
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  NoGradGuard ng;  // backward rules build no graph (no double backward)
+  // 1. Collect reachable nodes and count the consumers of each.
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack;
+  std::unordered_set<Node*> seen;
+  std::vector<std::shared_ptr<Node>> root_nodes;
+  for (const auto& r : roots) {
+    auto n = edge_for(r);
+    root_nodes.push_back(n);
+    if (n && seen.insert(n.get()).second) stack.push_back(n.get());
+  }
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (auto& nx : n->next) {
+      if (!nx) continue;
+      deps[nx.get()]++;
+      if (seen.insert(nx.get()).second) stack.push_back(nx.get());
+    }
+  }
+  // 2. Seed the roots and process ready nodes.
+  std::unordered_map<Node*, Tensor> pending;
+  std::unordered_map<Node*, std::shared_ptr<Node>> keep;  // keeps nodes alive while queued
+  auto deliver = [&](const std::shared_ptr<Node>& n, const Tensor& g) {
+    if (!n || !g.defined()) return;
+    auto it = pending.find(n.get());
+    if (it == pending.end()) {
+      pending.emplace(n.get(), g);
+      keep.emplace(n.get(), n);
+    } else {
+      it->second = add(it->second, g);
+    }
+  };
+  std::vector<Node*> ready;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    if (!root_nodes[i]) continue;
+    deliver(root_nodes[i], grads[i]);
+  }
+  for (auto& n : root_nodes)
+    if (n && deps[n.get()] == 0) ready.push_back(n.get());
+  std::unordered_set<Node*> done;
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    if (!done.insert(n).second) continue;
+    auto it = pending.find(n);
+    Tensor g;
+    if (it != pending.end()) {
+      g = it->second;
+      pending.erase(it);
+    }
+    std::vector<Tensor> in_grads;
+    if (g.defined()) in_grads = n->apply(g);
+    if (!retain_graph) n->release();
+    for (size_t i = 0; i < n->next.size(); ++i) {
+      auto& nx = n->next[i];
+      if (!nx) continue;
+      if (i < in_grads.size()) deliver(nx, in_grads[i]);
+      if (--deps[nx.get()] == 0) ready.push_back(nx.get());
+    }
+    keep.erase(n);
+  }
+}
+
+}  // namespace autograd
+}  // namespace petal

@@ -1,0 +1,129 @@
+// The instruction set of petal: every kernel a backend (cpu, cuda, sim) must provide.
+// core/ validates every shape, dtype, device and stride before calling in; a kernel
+// receives raw views and never checks user input. Adding an op = one entry here, its
+// kernels in cpu/<family>.cpp and cuda/<family>.cu, its op in core/ops/, its tests.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include <petal/device.h>
+#include <petal/dtype.h>
+
+namespace petal::kernels {
+
+constexpr int kMaxDims = 8;
+
+/// A strided view of device memory (strides in elements, may be 0 for broadcasts).
+struct View {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[kMaxDims] = {};
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= shape[i];
+    return n;
+  }
+  bool is_contiguous() const {
+    int64_t expected = 1;
+    for (int i = ndim - 1; i >= 0; --i) {
+      if (shape[i] != 1 && strides[i] != expected) return false;
+      expected *= shape[i];
+    }
+    return true;
+  }
+};
+
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sin, Cos, Tanh, Sigmoid, Relu, GeluErf, GeluTanh, Square,
+  PowScalar,  // x^alpha
+  Clamp,      // min(max(x, alpha), beta)
+  AddScalar,  // x + alpha
+  MulScalar,  // x * alpha
+  RSub,       // alpha - x
+  RDiv,       // alpha / x
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // bool output
+};
+
+enum class ReduceOp : uint8_t { Sum, Max, Min, ArgMax, ArgMin };
+
+enum class RandomKind : uint8_t { Uniform, Normal, Int };
+
+/// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b], row-major, for b < batch.
+/// op(A) is m x k, op(B) is k x n, C is m x n with leading dimension ldc.
+struct GemmArgs {
+  DType dtype = DType::f32;
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  const void* a = nullptr; int64_t lda = 0, stride_a = 0; bool trans_a = false;
+  const void* b = nullptr; int64_t ldb = 0, stride_b = 0; bool trans_b = false;
+  void* c = nullptr; int64_t ldc = 0, stride_c = 0;
+  double alpha = 1.0, beta = 0.0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // ---- memory
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* ptr) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t nbytes) = 0;
+  virtual void synchronize() = 0;
+
+  // ---- copy / fill / random (kernels/*/copy.*, random.*)
+  /// dst = src converted to dst.dtype; equal shapes, any strides (src may broadcast).
+  virtual void copy(const View& dst, const View& src) = 0;
+  virtual void fill(const View& dst, double value) = 0;
+  /// Contiguous dst; Uniform in [a, b), Normal(mean a, std b), Int in [a, b).
+  virtual void random(const View& dst, RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) = 0;
+
+  // ---- elementwise (kernels/*/elementwise.*); all views share out's shape
+  virtual void unary(UnaryOp op, const View& out, const View& in, double alpha, double beta) = 0;
+  /// grad_in = grad_out * d op(x)/dx, given x (and y = op(x) where cheaper).
+  virtual void unary_backward(UnaryOp op, const View& grad_in, const View& grad_out, const View& x,
+                              const View& y, double alpha, double beta) = 0;
+  virtual void binary(BinaryOp op, const View& out, const View& a, const View& b) = 0;
+  virtual void where(const View& out, const View& cond, const View& a, const View& b) = 0;
+
+  // ---- reductions (kernels/*/reduce.*)
+  /// in has shape [kept..., reduced...] with the last `reduced_dims` dims reduced;
+  /// out is contiguous with prod(kept) elements (int64 for ArgMax/ArgMin).
+  virtual void reduce(ReduceOp op, const View& out, const View& in, int reduced_dims) = 0;
+
+  // ---- softmax (kernels/*/softmax.*); contiguous [rows, cols], over cols
+  virtual void softmax(void* out, const void* in, DType dtype, int64_t rows, int64_t cols, bool log) = 0;
+  /// grad_in from grad_out and the forward output y.
+  virtual void softmax_backward(void* grad_in, const void* grad_out, const void* y, DType dtype,
+                                int64_t rows, int64_t cols, bool log) = 0;
+
+  // ---- GEMM (kernels/*/gemm.*): BLAS / cuBLASLt
+  virtual void gemm(const GemmArgs& args) = 0;
+
+  // ---- indexing (kernels/*/index.*); index is int64, contiguous
+  /// out = x.index_select(dim, index); out and x contiguous.
+  virtual void index_select(const View& out, const View& x, int dim, const View& index) = 0;
+  /// out.index_add_(dim, index, src); out and src contiguous.
+  virtual void index_add(const View& out, int dim, const View& index, const View& src) = 0;
+  /// out = x.gather(dim, index); out, index same shape; all contiguous.
+  virtual void gather(const View& out, const View& x, int dim, const View& index) = 0;
+  /// out.scatter_add_(dim, index, src); index, src same shape; all contiguous.
+  virtual void scatter_add(const View& out, int dim, const View& index, const View& src) = 0;
+};
+
+/// The backend that owns memory of this device (throws petal::Error if unavailable).
+Backend& backend_for(const Device& device);
+
+// Backend constructors; the cuda/sim ones return nullptr when not built/available.
+Backend* cpu_backend();
+Backend* cuda_backend(int index);
+Backend* sim_backend();
+
+}  // namespace petal::kernels
