@@ -356,7 +356,6 @@ template std::vector<float> Tensor::tolist<float>() const;
 template std::vector<double> Tensor::tolist<double>() const;
 template std::vector<int64_t> Tensor::tolist<int64_t>() const;
 template std::vector<int32_t> Tensor::tolist<int32_t>() const;
-template std::vector<int> Tensor::tolist<int>() const;
 template std::vector<bool> Tensor::tolist<bool>() const;
 template std::vector<uint8_t> Tensor::tolist<uint8_t>() const;
 

@@ -1,0 +1,43 @@
+// The CPU backend: a real backend (OpenMP threads, loops the compiler vectorizes,
+// OpenBLAS for GEMM), not only a reference. Each family of methods lives in its own
+// file: memory.cpp, copy.cpp, random.cpp, elementwise.cpp, reduce.cpp, softmax.cpp,
+// gemm.cpp, index.cpp.
+#pragma once
+#include "kernels/backend.h"
+
+namespace petal::kernels {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr) override;
+  void copy_from_host(void* dst, const void* src, size_t nbytes) override;
+  void copy_to_host(void* dst, const void* src, size_t nbytes) override;
+  void synchronize() override {}
+
+  void copy(const View& dst, const View& src) override;
+  void fill(const View& dst, double value) override;
+  void random(const View& dst, RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) override;
+
+  void unary(UnaryOp op, const View& out, const View& in, double alpha, double beta) override;
+  void unary_backward(UnaryOp op, const View& grad_in, const View& grad_out, const View& x, const View& y,
+                      double alpha, double beta) override;
+  void binary(BinaryOp op, const View& out, const View& a, const View& b) override;
+  void where(const View& out, const View& cond, const View& a, const View& b) override;
+
+  void reduce(ReduceOp op, const View& out, const View& in, int reduced_dims) override;
+
+  void softmax(void* out, const void* in, DType dtype, int64_t rows, int64_t cols, bool log) override;
+  void softmax_backward(void* grad_in, const void* grad_out, const void* y, DType dtype, int64_t rows, int64_t cols,
+                        bool log) override;
+
+  void gemm(const GemmArgs& args) override;
+
+  void index_select(const View& out, const View& x, int dim, const View& index) override;
+  void index_add(const View& out, int dim, const View& index, const View& src) override;
+  void gather(const View& out, const View& x, int dim, const View& index) override;
+  void scatter_add(const View& out, int dim, const View& index, const View& src) override;
+};
+
+}  // namespace petal::kernels

@@ -1,0 +1,441 @@
+// Shared machinery of the CUDA kernels. Every kernels/cuda/*.cu file is compiled twice:
+// by nvcc for the GPU (namespace cuda_impl) and by the host compiler with
+// PETAL_SIM_COMPILE for the SIMT simulator (namespace sim_impl, kernels/sim/). This
+// header hides the difference: the one kernel-launch helper (PETAL_LAUNCH; no <<<>>>
+// anywhere else), dtype dispatch to device element types and their fp32/fp64
+// accumulators, strided offset calculators, the one vector-load helper, the one
+// warp/block-reduction helper, and atomic accumulation for every dtype.
+// Kernel code may only use what the simulator provides: the thread/block built-ins,
+// __shared__, __syncthreads, __shfl_*_sync, ballot/any/all, atomics and math functions.
+#pragma once
+
+#ifdef PETAL_SIM_COMPILE
+#include "kernels/sim/sim_cuda.h"
+#else
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/cuda_check.h"
+#endif
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include <petal/error.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/runtime.h"
+
+#ifndef PETAL_DYNAMIC_SHARED
+/// Dynamic shared memory of a launch as a T array (the simulator defines its own).
+#define PETAL_DYNAMIC_SHARED(T, name)                       \
+  extern __shared__ __align__(16) unsigned char petal_smem_raw[]; \
+  T* name = reinterpret_cast<T*>(petal_smem_raw)
+#endif
+
+namespace petal::kernels::PETAL_CUDA_NS {
+
+// ------------------------------------------------------------------ launching
+
+#ifdef PETAL_SIM_COMPILE
+using Stream = void*;  // the simulator runs every launch synchronously
+#else
+using Stream = cudaStream_t;
+#endif
+
+/// Threads per block for the elementwise-style kernels (modest so simulated tests stay fast).
+constexpr int kBlockSize = 256;
+constexpr int kWarpSize = 32;
+/// Upper bound on blocks of a grid-stride launch (enough to fill any current GPU).
+constexpr int64_t kMaxGridBlocks = 8192;
+
+/// Blocks for a grid-stride loop over `work` items with `block` threads per block.
+inline unsigned grid_for(int64_t work, int block = kBlockSize) {
+  int64_t g = (work + block - 1) / block;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(g, kMaxGridBlocks)));
+}
+
+/// Launches kernel on grid x block with smem dynamic shared bytes on stream; a failed
+/// launch throws petal::Error naming the kernel, file and line.
+template <typename... KArgs, typename... Args>
+inline void launch_kernel(const char* name, const char* file, int line, void (*kernel)(KArgs...), dim3 grid,
+                          dim3 block, size_t smem, Stream stream, Args&&... args) {
+#ifdef PETAL_SIM_COMPILE
+  (void)file;
+  (void)line;
+  (void)stream;
+  ::petal::sim::launch(name, kernel, grid, block, smem, std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    PETAL_FAIL("cuda: launch of kernel ", name, " (grid ", grid.x, "x", grid.y, "x", grid.z, ", block ", block.x, "x",
+               block.y, "x", block.z, ", smem ", smem, ") failed: ", cudaGetErrorName(err), " (",
+               cudaGetErrorString(err), ") at ", file, ":", line);
+#endif
+}
+
+/// PETAL_LAUNCH(kernel, grid, block, smem, stream, args...); a templated kernel with
+/// several template arguments is written in parentheses: PETAL_LAUNCH((k<T, A>), ...).
+#define PETAL_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  launch_kernel(#kernel, __FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
+
+// ------------------------------------------------------------------ element types
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+template <typename T>
+struct TypeTag {
+  using type = T;
+};
+
+/// Accumulator (compute) type of an element type: float for f32/bf16/f16, double for
+/// f64, the type itself for integers (as in the CPU backend).
+template <typename T>
+struct AccOf {
+  using type = T;
+};
+template <>
+struct AccOf<bf16> {
+  using type = float;
+};
+template <>
+struct AccOf<f16> {
+  using type = float;
+};
+template <typename T>
+using acc_t = typename AccOf<T>::type;
+
+/// Calls f(TypeTag<T>{}) with T the device element type of dtype.
+template <typename F>
+void dispatch_all(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f32: f(TypeTag<float>{}); break;
+    case DType::f64: f(TypeTag<double>{}); break;
+    case DType::bf16: f(TypeTag<bf16>{}); break;
+    case DType::f16: f(TypeTag<f16>{}); break;
+    case DType::i32: f(TypeTag<int32_t>{}); break;
+    case DType::i64: f(TypeTag<int64_t>{}); break;
+    case DType::u8: f(TypeTag<uint8_t>{}); break;
+    case DType::b8: f(TypeTag<bool>{}); break;
+  }
+}
+
+/// Floating dtypes only (f32, f64, bf16, f16); others are ignored (core never sends them).
+template <typename F>
+void dispatch_floating(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f32: f(TypeTag<float>{}); break;
+    case DType::f64: f(TypeTag<double>{}); break;
+    case DType::bf16: f(TypeTag<bf16>{}); break;
+    case DType::f16: f(TypeTag<f16>{}); break;
+    default: break;
+  }
+}
+
+/// Unsigned integer type of the given byte width, for kernels that only move bits.
+template <size_t Bytes>
+struct BitsOf;
+template <>
+struct BitsOf<1> {
+  using type = uint8_t;
+};
+template <>
+struct BitsOf<2> {
+  using type = uint16_t;
+};
+template <>
+struct BitsOf<4> {
+  using type = uint32_t;
+};
+template <>
+struct BitsOf<8> {
+  using type = uint64_t;
+};
+
+/// Calls f(TypeTag<U>{}) with U the unsigned type as wide as one element of dtype.
+template <typename F>
+void dispatch_bits(DType dtype, F&& f) {
+  switch (dtype_size(dtype)) {
+    case 1: f(TypeTag<uint8_t>{}); break;
+    case 2: f(TypeTag<uint16_t>{}); break;
+    case 4: f(TypeTag<uint32_t>{}); break;
+    default: f(TypeTag<uint64_t>{}); break;
+  }
+}
+
+/// Element -> accumulator (widens bf16/f16 to float; identity otherwise).
+template <typename T>
+__host__ __device__ inline acc_t<T> to_acc(T v) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return __bfloat162float(v);
+  } else if constexpr (std::is_same_v<T, f16>) {
+    return __half2float(v);
+  } else {
+    return v;
+  }
+}
+
+/// Any arithmetic value -> element, with the CPU backend's rules: 16-bit floats round
+/// through float (nearest even), bool is v != 0, everything else is a static_cast.
+template <typename T, typename V>
+__host__ __device__ inline T from_acc(V v) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    return __float2bfloat16_rn(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<T, f16>) {
+    return __float2half_rn(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return v != V(0);
+  } else {
+    return static_cast<T>(v);
+  }
+}
+
+/// A double scalar parameter as compute type A; integers saturate (as the CPU backend).
+template <typename A>
+inline A scalar_cast(double v) {
+  if constexpr (std::is_integral_v<A>) {
+    if (!(v == v)) return A(0);
+    if (v <= static_cast<double>(std::numeric_limits<A>::lowest())) return std::numeric_limits<A>::lowest();
+    if (v >= static_cast<double>(std::numeric_limits<A>::max())) return std::numeric_limits<A>::max();
+  }
+  return static_cast<A>(v);
+}
+
+// ------------------------------------------------------------------ math in float or double
+
+namespace dmath {
+__device__ inline float exp(float x) { return ::expf(x); }
+__device__ inline double exp(double x) { return ::exp(x); }
+__device__ inline float log(float x) { return ::logf(x); }
+__device__ inline double log(double x) { return ::log(x); }
+__device__ inline float sqrt(float x) { return ::sqrtf(x); }
+__device__ inline double sqrt(double x) { return ::sqrt(x); }
+__device__ inline float sin(float x) { return ::sinf(x); }
+__device__ inline double sin(double x) { return ::sin(x); }
+__device__ inline float cos(float x) { return ::cosf(x); }
+__device__ inline double cos(double x) { return ::cos(x); }
+__device__ inline float tanh(float x) { return ::tanhf(x); }
+__device__ inline double tanh(double x) { return ::tanh(x); }
+__device__ inline float erf(float x) { return ::erff(x); }
+__device__ inline double erf(double x) { return ::erf(x); }
+__device__ inline float pow(float x, float y) { return ::powf(x, y); }
+__device__ inline double pow(double x, double y) { return ::pow(x, y); }
+template <typename A>
+__device__ inline bool isnan(A x) {
+  return x != x;
+}
+}  // namespace dmath
+
+// ------------------------------------------------------------------ strided offsets
+
+/// Maps a linear index over a shared shape to element offsets in N strided views
+/// (dims coalesced on the host; row-major order of the shape).
+template <int N>
+struct OffsetCalc {
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[N][kMaxDims] = {};
+
+  __device__ inline void get(int64_t linear, int64_t (&off)[N]) const {
+#pragma unroll
+    for (int k = 0; k < N; ++k) off[k] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t idx = linear % shape[d];
+      linear /= shape[d];
+#pragma unroll
+      for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
+    }
+  }
+  /// True when every view walks memory contiguously in linear order.
+  bool contiguous() const {
+    if (ndim != 1) return false;
+    for (int k = 0; k < N; ++k)
+      if (strides[k][0] != 1) return false;
+    return true;
+  }
+};
+
+/// Offset calculator for views sharing views[0]'s shape: drops size-1 dims and merges
+/// adjacent dims that every view walks contiguously.
+template <int N>
+OffsetCalc<N> make_offset_calc(const View* const (&views)[N]) {
+  OffsetCalc<N> c;
+  const View& v0 = *views[0];
+  for (int d = 0; d < v0.ndim; ++d) {
+    if (v0.shape[d] == 1) continue;
+    if (c.ndim > 0) {
+      bool merge = true;
+      for (int k = 0; k < N; ++k)
+        if (c.strides[k][c.ndim - 1] != views[k]->strides[d] * v0.shape[d]) merge = false;
+      if (merge) {
+        c.shape[c.ndim - 1] *= v0.shape[d];
+        for (int k = 0; k < N; ++k) c.strides[k][c.ndim - 1] = views[k]->strides[d];
+        continue;
+      }
+    }
+    c.shape[c.ndim] = v0.shape[d];
+    for (int k = 0; k < N; ++k) c.strides[k][c.ndim] = views[k]->strides[d];
+    ++c.ndim;
+  }
+  if (c.ndim == 0) {
+    c.ndim = 1;
+    c.shape[0] = 1;
+    for (int k = 0; k < N; ++k) c.strides[k][0] = 1;
+  }
+  return c;
+}
+
+// ------------------------------------------------------------------ vector loads
+
+/// Bytes moved per vector access.
+constexpr int kVectorBytes = 16;
+
+/// kVectorBytes of consecutive elements, aligned so one load/store instruction moves them.
+template <typename T>
+struct alignas(kVectorBytes) Vector {
+  static constexpr int kSize = kVectorBytes / static_cast<int>(sizeof(T));
+  T v[kSize];
+};
+
+/// Loads Vector<T>::kSize elements from p (p must be kVectorBytes-aligned).
+template <typename T>
+__device__ inline Vector<T> load_vector(const T* p) {
+  return *reinterpret_cast<const Vector<T>*>(p);
+}
+template <typename T>
+__device__ inline void store_vector(T* p, const Vector<T>& v) {
+  *reinterpret_cast<Vector<T>*>(p) = v;
+}
+
+/// True when every pointer is aligned for vector access.
+inline bool vector_aligned(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % kVectorBytes != 0) return false;
+  return true;
+}
+
+// ------------------------------------------------------------------ warp / block reduction
+
+/// Value and position, for argmax/argmin reductions.
+template <typename A>
+struct ValueIndex {
+  A value;
+  int64_t index;
+};
+
+template <typename T>
+__device__ inline T shuffle_xor(T v, int lane_mask) {
+  return __shfl_xor_sync(0xffffffffu, v, lane_mask);
+}
+__device__ inline int64_t shuffle_xor(int64_t v, int lane_mask) {
+  return static_cast<int64_t>(__shfl_xor_sync(0xffffffffu, static_cast<long long>(v), lane_mask));
+}
+template <typename A>
+__device__ inline ValueIndex<A> shuffle_xor(ValueIndex<A> v, int lane_mask) {
+  return ValueIndex<A>{shuffle_xor(v.value, lane_mask), shuffle_xor(v.index, lane_mask)};
+}
+
+/// Butterfly reduction over the 32 lanes of a warp; every lane gets the result.
+/// op must be associative and commutative (results are then order-independent
+/// up to floating-point rounding).
+template <typename T, typename Op>
+__device__ inline T warp_reduce(T v, Op op) {
+#pragma unroll
+  for (int mask = kWarpSize / 2; mask > 0; mask >>= 1) v = op(v, shuffle_xor(v, mask));
+  return v;
+}
+
+/// Reduction over a block whose blockDim.x is a multiple of 32 (1-D blocks, or the x
+/// dimension of a 2-D block when blockDim.y == 1); every thread gets the result.
+/// scratch: __shared__ T[32]. Callable repeatedly with the same scratch.
+template <typename T, typename Op>
+__device__ inline T block_reduce(T v, Op op, T* scratch) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
+  const int warps = static_cast<int>(blockDim.x) / kWarpSize;
+  v = warp_reduce(v, op);
+  if (warps == 1) return v;
+  __syncthreads();  // a previous call may still be reading scratch
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  T r = scratch[0];
+  for (int w = 1; w < warps; ++w) r = op(r, scratch[w]);
+  return r;
+}
+
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+/// max that propagates NaN (as the CPU backend and PyTorch).
+struct MaxOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const {
+    if (dmath::isnan(a)) return a;
+    if (dmath::isnan(b)) return b;
+    return a > b ? a : b;
+  }
+};
+struct MinOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const {
+    if (dmath::isnan(a)) return a;
+    if (dmath::isnan(b)) return b;
+    return a < b ? a : b;
+  }
+};
+
+// ------------------------------------------------------------------ atomic accumulation
+
+/// Atomically *addr op= v on a 1- or 2-byte element through a CAS loop on its aligned
+/// 32-bit word (there is no native atomic for these widths on every architecture).
+template <typename T, typename F>
+__device__ inline void atomic_update_narrow(T* addr, F update) {
+  static_assert(sizeof(T) == 1 || sizeof(T) == 2, "narrow atomics are for 1- and 2-byte types");
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  unsigned int* word = reinterpret_cast<unsigned int*>(a & ~uintptr_t(3));
+  const unsigned shift = static_cast<unsigned>(a & 3u) * 8u;
+  const unsigned mask = (sizeof(T) == 1 ? 0xffu : 0xffffu) << shift;
+  unsigned int old = *word, assumed;
+  do {
+    assumed = old;
+    T cur;
+    const auto bits = static_cast<typename BitsOf<sizeof(T)>::type>((assumed & mask) >> shift);
+    memcpy(&cur, &bits, sizeof(T));
+    const T next = update(cur);
+    typename BitsOf<sizeof(T)>::type nbits;
+    memcpy(&nbits, &next, sizeof(T));
+    const unsigned replaced = (assumed & ~mask) | (static_cast<unsigned>(nbits) << shift);
+    old = atomicCAS(word, assumed, replaced);
+  } while (old != assumed);
+}
+
+/// Atomically *addr += v for every element type (16-bit floats add in float and round).
+template <typename T>
+__device__ inline void atomic_add(T* addr, acc_t<T> v) {
+  if constexpr (std::is_same_v<T, float>) {
+    atomicAdd(addr, v);
+  } else if constexpr (std::is_same_v<T, double>) {
+    atomicAdd(addr, v);
+  } else if constexpr (std::is_same_v<T, int32_t>) {
+    atomicAdd(reinterpret_cast<int*>(addr), static_cast<int>(v));
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    // Two's complement addition is the same on unsigned words.
+    atomicAdd(reinterpret_cast<unsigned long long*>(addr), static_cast<unsigned long long>(v));
+  } else if constexpr (std::is_same_v<T, bool>) {
+    atomic_update_narrow(addr, [v](bool cur) { return static_cast<bool>(cur + v); });
+  } else {
+    atomic_update_narrow(addr, [v](T cur) { return from_acc<T>(to_acc(cur) + v); });
+  }
+}
+
+}  // namespace petal::kernels::PETAL_CUDA_NS

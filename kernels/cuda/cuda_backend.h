@@ -1,0 +1,70 @@
+// The CUDA backend class. Compiled by nvcc as cuda_impl::CudaBackend (one instance per
+// GPU) and by the host compiler as sim_impl::CudaBackend (the simulator's one device).
+// Each family of methods lives in its own file with its kernels and launchers:
+// backend.cu (memory, registration), copy.cu, random.cu, elementwise.cu, reduce.cu,
+// softmax.cu, gemm.cu, index.cu.
+#pragma once
+#include <string>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/common.cuh"
+
+namespace petal::kernels::PETAL_CUDA_NS {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+#ifdef PETAL_SIM_COMPILE
+    name_ = "sim";
+#else
+    name_ = "cuda:" + std::to_string(device);
+#endif
+  }
+  const char* name() const override { return name_.c_str(); }
+  int device() const { return device_; }
+
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* ptr) override;
+  void copy_from_host(void* dst, const void* src, size_t nbytes) override;
+  void copy_to_host(void* dst, const void* src, size_t nbytes) override;
+  void synchronize() override;
+
+  void copy(const View& dst, const View& src) override;
+  void fill(const View& dst, double value) override;
+  void random(const View& dst, RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) override;
+
+  void unary(UnaryOp op, const View& out, const View& in, double alpha, double beta) override;
+  void unary_backward(UnaryOp op, const View& grad_in, const View& grad_out, const View& x, const View& y,
+                      double alpha, double beta) override;
+  void binary(BinaryOp op, const View& out, const View& a, const View& b) override;
+  void where(const View& out, const View& cond, const View& a, const View& b) override;
+
+  void reduce(ReduceOp op, const View& out, const View& in, int reduced_dims) override;
+
+  void softmax(void* out, const void* in, DType dtype, int64_t rows, int64_t cols, bool log) override;
+  void softmax_backward(void* grad_in, const void* grad_out, const void* y, DType dtype, int64_t rows, int64_t cols,
+                        bool log) override;
+
+  void gemm(const GemmArgs& args) override;
+
+  void index_select(const View& out, const View& x, int dim, const View& index) override;
+  void index_add(const View& out, int dim, const View& index, const View& src) override;
+  void gather(const View& out, const View& x, int dim, const View& index) override;
+  void scatter_add(const View& out, int dim, const View& index, const View& src) override;
+
+ private:
+  /// Makes this backend's GPU current and returns its compute stream.
+  Stream activate() const {
+#ifdef PETAL_SIM_COMPILE
+    return nullptr;
+#else
+    rt_set_device(device_);
+    return rt_current_stream();
+#endif
+  }
+
+  int device_;
+  std::string name_;
+};
+
+}  // namespace petal::kernels::PETAL_CUDA_NS

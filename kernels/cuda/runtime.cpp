@@ -1,0 +1,396 @@
+// The real runtime layer of the CUDA backend (host code; linked with cudart, cuBLASLt
+// and cuBLAS). Per device, created on first use and kept for the life of the process:
+//  - one non-blocking compute stream: every allocation, copy, kernel and GEMM of that
+//    device is ordered on it, so the backend never needs cross-stream events;
+//  - memory from the device's stream-ordered pool (cudaMallocAsync/cudaFreeAsync) with
+//    the release threshold at its maximum, so freed blocks are reused without
+//    returning to the driver (allocation is cheap, as in a caching allocator);
+//  - two pinned staging buffers with events: host->device copies return as soon as
+//    the source is staged, device->host copies overlap the DMA of one chunk with the
+//    host copy of the previous one;
+//  - a cuBLASLt handle and workspace for float32/bf16/f16 GEMMs (TF32 opt-in), and a
+//    cuBLAS handle for float64 and degenerate (k = 0) GEMMs.
+// Every CUDA/cuBLAS call is checked and throws petal::Error naming the call and the op.
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/runtime.h"
+
+namespace petal::kernels::cuda_impl {
+
+namespace {
+
+[[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* call, const char* op, const char* file,
+                                     int line) {
+  PETAL_FAIL("cuda: ", call, " failed in ", op, ": ", cublasGetStatusName(st), " (", cublasGetStatusString(st),
+             ") at ", file, ":", line);
+}
+
+#define CUBLAS_CHECK(op, call)                                                   \
+  do {                                                                           \
+    cublasStatus_t petal_cublas_st_ = (call);                                    \
+    if (petal_cublas_st_ != CUBLAS_STATUS_SUCCESS)                               \
+      throw_cublas_error(petal_cublas_st_, #call, op, __FILE__, __LINE__);      \
+  } while (0)
+
+constexpr size_t kStagingBytes = size_t(4) << 20;     // per staging buffer
+constexpr size_t kLtWorkspaceBytes = size_t(32) << 20;  // cuBLASLt workspace (Hopper recommendation)
+
+struct DeviceState {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+  bool pool_supported = false;
+  cudaMemPool_t pool = nullptr;
+  std::mutex staging_mutex;
+  void* staging[2] = {nullptr, nullptr};
+  cudaEvent_t staging_done[2] = {nullptr, nullptr};
+  std::mutex blas_mutex;
+  cublasLtHandle_t lt = nullptr;
+  cublasHandle_t blas = nullptr;
+  void* lt_workspace = nullptr;
+};
+
+thread_local int tls_current_device = -1;
+
+int current_device() {
+  if (tls_current_device < 0) CUDA_CHECK("current device", cudaGetDevice(&tls_current_device));
+  return tls_current_device;
+}
+
+DeviceState* create_state(int device) {
+  auto* s = new DeviceState();
+  s->device = device;
+  CUDA_CHECK("device setup", cudaSetDevice(device));
+  CUDA_CHECK("device setup", cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
+  int pools = 0;
+  CUDA_CHECK("device setup", cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device));
+  s->pool_supported = pools != 0;
+  if (s->pool_supported) {
+    CUDA_CHECK("device setup", cudaDeviceGetDefaultMemPool(&s->pool, device));
+    uint64_t threshold = std::numeric_limits<uint64_t>::max();
+    CUDA_CHECK("device setup", cudaMemPoolSetAttribute(s->pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  }
+  for (int i = 0; i < 2; ++i) {
+    CUDA_CHECK("device setup", cudaMallocHost(&s->staging[i], kStagingBytes));
+    CUDA_CHECK("device setup", cudaEventCreateWithFlags(&s->staging_done[i], cudaEventDisableTiming));
+  }
+  return s;
+}
+
+/// State of the current device (created on first use; never destroyed).
+DeviceState& state() {
+  static std::mutex mutex;
+  static std::vector<DeviceState*>* states = new std::vector<DeviceState*>();
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (static_cast<int>(states->size()) <= device) states->resize(static_cast<size_t>(device) + 1, nullptr);
+  DeviceState*& s = (*states)[static_cast<size_t>(device)];
+  if (s == nullptr) s = create_state(device);
+  return *s;
+}
+
+std::atomic<bool>& allow_tf32_flag() {
+  static std::atomic<bool> flag([] {
+    const char* env = std::getenv("PETAL_CUDA_TF32");
+    return env != nullptr && env[0] != '\0' && std::strcmp(env, "0") != 0;
+  }());
+  return flag;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ devices and streams
+
+int rt_device_count() {
+  static const int count = [] {
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();  // no driver / no GPU: report none, never fail
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+void rt_set_device(int device) {
+  if (tls_current_device == device) return;
+  CUDA_CHECK("set device", cudaSetDevice(device));
+  tls_current_device = device;
+}
+
+cudaStream_t rt_current_stream() { return state().stream; }
+
+void rt_set_allow_tf32(bool allow) { allow_tf32_flag().store(allow); }
+bool rt_allow_tf32() { return allow_tf32_flag().load(); }
+
+// ------------------------------------------------------------------ memory
+
+void* rt_malloc(size_t nbytes) {
+  DeviceState& s = state();
+  const size_t n = nbytes == 0 ? 1 : nbytes;
+  void* p = nullptr;
+  if (!s.pool_supported) {
+    CUDA_CHECK("allocate", cudaMalloc(&p, n));
+    return p;
+  }
+  cudaError_t err = cudaMallocAsync(&p, n, s.stream);
+  if (err == cudaErrorMemoryAllocation) {
+    // Give cached blocks back to the driver once, then retry.
+    (void)cudaGetLastError();
+    CUDA_CHECK("allocate", cudaStreamSynchronize(s.stream));
+    CUDA_CHECK("allocate", cudaMemPoolTrimTo(s.pool, 0));
+    err = cudaMallocAsync(&p, n, s.stream);
+  }
+  if (err == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    (void)cudaMemGetInfo(&free_bytes, &total_bytes);
+    PETAL_FAIL("cuda:", s.device, ": out of memory allocating ", nbytes, " bytes (", free_bytes, " of ", total_bytes,
+               " bytes free)");
+  }
+  CUDA_CHECK("allocate", err);
+  return p;
+}
+
+void rt_free(void* p) {
+  if (p == nullptr) return;
+  DeviceState& s = state();
+  cudaError_t err = s.pool_supported ? cudaFreeAsync(p, s.stream) : cudaFree(p);
+  // At process exit the runtime may already be gone; the memory goes with it.
+  if (err == cudaErrorCudartUnloading) return;
+  CUDA_CHECK("deallocate", err);
+}
+
+void rt_memcpy_h2d(void* dst, const void* src, size_t n) {
+  DeviceState& s = state();
+  std::lock_guard<std::mutex> lock(s.staging_mutex);
+  size_t done = 0;
+  for (int chunk = 0; done < n; ++chunk) {
+    const int b = chunk & 1;
+    const size_t len = std::min(kStagingBytes, n - done);
+    // Wait until the previous copy out of this staging buffer has finished.
+    CUDA_CHECK("copy_from_host", cudaEventSynchronize(s.staging_done[b]));
+    std::memcpy(s.staging[b], static_cast<const char*>(src) + done, len);
+    CUDA_CHECK("copy_from_host", cudaMemcpyAsync(static_cast<char*>(dst) + done, s.staging[b], len,
+                                                 cudaMemcpyHostToDevice, s.stream));
+    CUDA_CHECK("copy_from_host", cudaEventRecord(s.staging_done[b], s.stream));
+    done += len;
+  }
+}
+
+void rt_memcpy_d2h(void* dst, const void* src, size_t n) {
+  DeviceState& s = state();
+  std::lock_guard<std::mutex> lock(s.staging_mutex);
+  size_t issued = 0, pending_off = 0, pending_len = 0;
+  int pending_buf = -1;
+  for (int chunk = 0; issued < n || pending_buf >= 0; ++chunk) {
+    int issued_buf = -1;
+    size_t issued_off = issued, issued_len = 0;
+    if (issued < n) {
+      issued_buf = chunk & 1;
+      issued_len = std::min(kStagingBytes, n - issued);
+      CUDA_CHECK("copy_to_host", cudaEventSynchronize(s.staging_done[issued_buf]));
+      CUDA_CHECK("copy_to_host", cudaMemcpyAsync(s.staging[issued_buf], static_cast<const char*>(src) + issued,
+                                                 issued_len, cudaMemcpyDeviceToHost, s.stream));
+      CUDA_CHECK("copy_to_host", cudaEventRecord(s.staging_done[issued_buf], s.stream));
+      issued += issued_len;
+    }
+    if (pending_buf >= 0) {  // drain the previous chunk while this one is in flight
+      CUDA_CHECK("copy_to_host", cudaEventSynchronize(s.staging_done[pending_buf]));
+      std::memcpy(static_cast<char*>(dst) + pending_off, s.staging[pending_buf], pending_len);
+    }
+    pending_buf = issued_buf;
+    pending_off = issued_off;
+    pending_len = issued_len;
+  }
+}
+
+void rt_memcpy_d2d(void* dst, const void* src, size_t n) {
+  if (n == 0) return;
+  CUDA_CHECK("copy", cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, state().stream));
+}
+
+void rt_memset(void* dst, int value, size_t n) {
+  if (n == 0) return;
+  CUDA_CHECK("memset", cudaMemsetAsync(dst, value, n, state().stream));
+}
+
+void rt_synchronize() { CUDA_CHECK("synchronize", cudaStreamSynchronize(state().stream)); }
+
+// ------------------------------------------------------------------ GEMM
+
+namespace {
+
+/// Largest power of two <= 256 dividing the address and (when batched) the batch stride.
+uint32_t alignment_of(const void* p, int64_t stride_bytes, bool batched) {
+  uint64_t v = reinterpret_cast<uintptr_t>(p) | 256u;
+  if (batched && stride_bytes != 0) v |= static_cast<uint64_t>(stride_bytes);
+  return static_cast<uint32_t>(v & (~v + 1));
+}
+
+int to_int(int64_t v, const char* what) {
+  PETAL_CHECK(v <= std::numeric_limits<int>::max(), "cuda gemm: ", what, " = ", v, " exceeds the int range of cuBLAS");
+  return static_cast<int>(v);
+}
+
+void ensure_blas(DeviceState& s) {
+  if (s.lt == nullptr) {
+    CUBLAS_CHECK("gemm", cublasLtCreate(&s.lt));
+    CUDA_CHECK("gemm", cudaMalloc(&s.lt_workspace, kLtWorkspaceBytes));
+  }
+  if (s.blas == nullptr) {
+    CUBLAS_CHECK("gemm", cublasCreate(&s.blas));
+    CUBLAS_CHECK("gemm", cublasSetStream(s.blas, s.stream));
+  }
+}
+
+/// The column-major problem cuBLAS solves for our row-major C = op(A) op(B):
+/// C^T (n x m) = op(B)^T op(A)^T, so cuBLAS's "A" is our B and its "B" is our A.
+struct ColMajor {
+  cublasOperation_t op_a, op_b;  // applied to our b and our a
+  uint64_t a_rows, a_cols, b_rows, b_cols;
+};
+
+ColMajor col_major(const GemmArgs& g) {
+  ColMajor c;
+  c.op_a = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  c.a_rows = static_cast<uint64_t>(g.trans_b ? g.k : g.n);
+  c.a_cols = static_cast<uint64_t>(g.trans_b ? g.n : g.k);
+  c.op_b = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  c.b_rows = static_cast<uint64_t>(g.trans_a ? g.m : g.k);
+  c.b_cols = static_cast<uint64_t>(g.trans_a ? g.k : g.m);
+  return c;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::f32: return CUDA_R_32F;
+    case DType::f64: return CUDA_R_64F;
+    case DType::bf16: return CUDA_R_16BF;
+    case DType::f16: return CUDA_R_16F;
+    default: PETAL_FAIL("cuda gemm: dtype ", dtype_name(t), " is not supported (floating dtypes only)");
+  }
+}
+
+// RAII holders so a failed call does not leak cuBLASLt descriptors.
+struct LtMatmulDesc {
+  cublasLtMatmulDesc_t d = nullptr;
+  ~LtMatmulDesc() {
+    if (d) cublasLtMatmulDescDestroy(d);
+  }
+};
+struct LtLayout {
+  cublasLtMatrixLayout_t d = nullptr;
+  ~LtLayout() {
+    if (d) cublasLtMatrixLayoutDestroy(d);
+  }
+};
+struct LtPreference {
+  cublasLtMatmulPreference_t d = nullptr;
+  ~LtPreference() {
+    if (d) cublasLtMatmulPreferenceDestroy(d);
+  }
+};
+
+void make_layout(LtLayout& l, cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld, int64_t batch,
+                 int64_t stride) {
+  CUBLAS_CHECK("gemm", cublasLtMatrixLayoutCreate(&l.d, type, rows, cols, ld));
+  if (batch > 1) {
+    int32_t count = to_int(batch, "batch");
+    CUBLAS_CHECK("gemm", cublasLtMatrixLayoutSetAttribute(l.d, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                          sizeof(count)));
+    CUBLAS_CHECK("gemm", cublasLtMatrixLayoutSetAttribute(l.d, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                          sizeof(stride)));
+  }
+}
+
+void gemm_lt(DeviceState& s, const GemmArgs& g) {
+  const cudaDataType_t type = cuda_type(g.dtype);
+  const size_t es = dtype_size(g.dtype);
+  const ColMajor cm = col_major(g);
+  const cublasComputeType_t compute =
+      (g.dtype == DType::f32 && rt_allow_tf32()) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+
+  LtMatmulDesc desc;
+  CUBLAS_CHECK("gemm", cublasLtMatmulDescCreate(&desc.d, compute, CUDA_R_32F));
+  CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &cm.op_a, sizeof(cm.op_a)));
+  CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &cm.op_b, sizeof(cm.op_b)));
+
+  LtLayout la, lb, lc;
+  make_layout(la, type, cm.a_rows, cm.a_cols, g.ldb, g.batch, g.stride_b);
+  make_layout(lb, type, cm.b_rows, cm.b_cols, g.lda, g.batch, g.stride_a);
+  make_layout(lc, type, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m), g.ldc, g.batch, g.stride_c);
+
+  LtPreference pref;
+  CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceCreate(&pref.d));
+  uint64_t ws = kLtWorkspaceBytes;
+  CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                            sizeof(ws)));
+  const bool batched = g.batch > 1;
+  uint32_t align_a = alignment_of(g.b, g.stride_b * static_cast<int64_t>(es), batched);
+  uint32_t align_b = alignment_of(g.a, g.stride_a * static_cast<int64_t>(es), batched);
+  uint32_t align_c = alignment_of(g.c, g.stride_c * static_cast<int64_t>(es), batched);
+  CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                            &align_a, sizeof(align_a)));
+  CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                            &align_b, sizeof(align_b)));
+  CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                            &align_c, sizeof(align_c)));
+  CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                            &align_c, sizeof(align_c)));
+
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  CUBLAS_CHECK("gemm", cublasLtMatmulAlgoGetHeuristic(s.lt, desc.d, la.d, lb.d, lc.d, lc.d, pref.d, 1, &heuristic,
+                                                      &found));
+  PETAL_CHECK(found > 0, "cuda gemm: cuBLASLt found no algorithm for ", dtype_name(g.dtype), " batch ", g.batch, " m ",
+              g.m, " n ", g.n, " k ", g.k, " (trans_a ", g.trans_a, ", trans_b ", g.trans_b, ")");
+  const float alpha = static_cast<float>(g.alpha), beta = static_cast<float>(g.beta);
+  CUBLAS_CHECK("gemm", cublasLtMatmul(s.lt, desc.d, &alpha, g.b, la.d, g.a, lb.d, &beta, g.c, lc.d, g.c, lc.d,
+                                      &heuristic.algo, s.lt_workspace, kLtWorkspaceBytes, s.stream));
+}
+
+/// cuBLAS path: float64 (and any dtype when k == 0, where C = beta * C).
+void gemm_blas(DeviceState& s, const GemmArgs& g) {
+  const cudaDataType_t type = cuda_type(g.dtype);
+  const ColMajor cm = col_major(g);
+  const int m = to_int(g.n, "n"), n = to_int(g.m, "m"), k = to_int(g.k, "k"), batch = to_int(g.batch, "batch");
+  const int lda = to_int(std::max<int64_t>(g.ldb, 1), "ldb"), ldb = to_int(std::max<int64_t>(g.lda, 1), "lda");
+  const int ldc = to_int(g.ldc, "ldc");
+  if (g.dtype == DType::f64) {
+    const double alpha = g.alpha, beta = g.beta;
+    CUBLAS_CHECK("gemm", cublasGemmStridedBatchedEx(s.blas, cm.op_a, cm.op_b, m, n, k, &alpha, g.b, type, lda,
+                                                    g.stride_b, g.a, type, ldb, g.stride_a, &beta, g.c, type, ldc,
+                                                    g.stride_c, batch, CUBLAS_COMPUTE_64F, CUBLAS_GEMM_DEFAULT));
+  } else {
+    const float alpha = static_cast<float>(g.alpha), beta = static_cast<float>(g.beta);
+    CUBLAS_CHECK("gemm", cublasGemmStridedBatchedEx(s.blas, cm.op_a, cm.op_b, m, n, k, &alpha, g.b, type, lda,
+                                                    g.stride_b, g.a, type, ldb, g.stride_a, &beta, g.c, type, ldc,
+                                                    g.stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+}  // namespace
+
+void rt_gemm(const GemmArgs& args) {
+  if (args.batch <= 0 || args.m <= 0 || args.n <= 0) return;
+  DeviceState& s = state();
+  std::lock_guard<std::mutex> lock(s.blas_mutex);
+  ensure_blas(s);
+  if (args.dtype == DType::f64 || args.k == 0)
+    gemm_blas(s, args);
+  else
+    gemm_lt(s, args);
+}
+
+}  // namespace petal::kernels::cuda_impl

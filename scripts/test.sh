@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, builds petal (CUDA backend too when
+# nvcc exists, compiled for sm_80/sm_90 even without a GPU), runs the whole ctest suite
+# (GPU tests report skipped without a GPU), then rebuilds the CPU and sim backends with
+# ASan+UBSan and runs their tests again.  Options: --no-sanitize, --jobs N.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sanitize=1
+jobs=$(nproc)
+while (($#)); do
+  case "$1" in
+    --no-sanitize) sanitize=0 ;;
+    --jobs) jobs="$2"; shift ;;
+    *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+scripts/install-deps.sh
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+export PATH="$PATH:/usr/local/cuda/bin"
+
+echo "== release build"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
+cmake --build build/release -j "$jobs"
+echo "== tests (release)"
+(cd build/release && ctest --output-on-failure -j "$jobs" --timeout 900)
+
+if ((sanitize)); then
+  echo "== ASan+UBSan build (cpu + sim backends)"
+  cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPETAL_SANITIZE=ON -DPETAL_CUDA=OFF \
+    -DPETAL_BUILD_BENCH=OFF -DPETAL_BUILD_EXAMPLES=OFF "${launcher[@]}"
+  cmake --build build/asan -j "$jobs"
+  echo "== tests (ASan+UBSan)"
+  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build/asan && ctest --output-on-failure -j "$jobs" --timeout 1800 -LE "cuda|install")
+fi
+echo "== all tests passed"
