@@ -120,7 +120,7 @@ TEST_CASE("safetensors round trip of every dtype and odd shapes", "[serialize]")
   for (const auto& kv : tensors) CHECK(same_bytes(from_mem.tensors.at(kv.first), kv.second));
 }
 
-TEST_CASE("safetensors layout: padded header, little-endian length, offsets in name order", "[serialize]") {
+TEST_CASE("safetensors layout: padded header and little-endian length and offsets in name order", "[serialize]") {
   Tensor a = tensor({1.5f, -2.0f, 3.25f}, {3});
   Tensor b = tensor(std::vector<int64_t>{7, -9}, {2, 1});
   const std::string bytes = safetensors_to_bytes({{"b", b}, {"a", a}});

@@ -5,7 +5,6 @@
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
-#include <numeric>
 
 #include "core/src/internal.h"
 

@@ -3,6 +3,7 @@
 // Usage: mlp_example [device] [steps]   (device: cpu, sim, cuda; default cpu)
 #include <petal/petal.h>
 
+#include <cmath>
 #include <cstdio>
 #include <string>
 

@@ -14,6 +14,7 @@
 // Integer and bool sums wrap like int64 (core gives them an int64 output); Max/Min
 // propagate NaN and ArgMax/ArgMin return the first NaN or first extremum, like PyTorch.
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -158,6 +159,30 @@ template <ReduceOp Op, typename A, typename T>
 inline void fold_run(State<A>& st, const T* p, int64_t n, int64_t s, int64_t first_index) {
   if constexpr (Op == ReduceOp::Sum) {
     st.val += sum_run<A>(p, n, s);
+  } else if constexpr ((Op == ReduceOp::Max || Op == ReduceOp::Min) && std::is_floating_point_v<A>) {
+    // Values only: 8 independent lanes with branch-free selects (vectorizable); a NaN
+    // anywhere makes the result NaN.
+    if (n <= 0) return;
+    A lane[8];
+    for (int j = 0; j < 8; ++j) lane[j] = to_acc<A>(p[0]);
+    bool nan = false;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) {
+        A v = to_acc<A>(p[(i + j) * s]);
+        lane[j] = Op == ReduceOp::Max ? (v > lane[j] ? v : lane[j]) : (v < lane[j] ? v : lane[j]);
+        nan |= v != v;
+      }
+    for (; i < n; ++i) {
+      A v = to_acc<A>(p[i * s]);
+      lane[0] = Op == ReduceOp::Max ? (v > lane[0] ? v : lane[0]) : (v < lane[0] ? v : lane[0]);
+      nan |= v != v;
+    }
+    A best = lane[0];
+    for (int j = 1; j < 8; ++j) best = Op == ReduceOp::Max ? (lane[j] > best ? lane[j] : best) : (lane[j] < best ? lane[j] : best);
+    if (nan) best = std::numeric_limits<A>::quiet_NaN();
+    if (st.idx < 0 || better<Op>(best, st.val)) st.val = best;
+    st.idx = 0;  // marks "seen"; values-only ops never report an index
   } else {
     int64_t i = 0;
     if (st.idx < 0 && n > 0) {

@@ -1,11 +1,12 @@
 // CPU softmax and log_softmax over the rows of a contiguous [rows, cols] matrix, and
 // their backward passes. Forward is the stable three-pass form: row max, sum of
 // exp(x - max) (accumulated in double), then scale (softmax) or shift by max + log(sum)
-// (log_softmax). Math runs in float for f32/bf16/f16 and double for f64; 16-bit rows are
-// widened into a per-thread float buffer. OpenMP splits the rows.
+// (log_softmax). Math runs in float for f32/bf16/f16 (with a vectorizable exp) and double
+// for f64; 16-bit rows are widened into a per-thread float buffer. OpenMP splits the rows.
 //   softmax backward:     dx = y * (dy - sum(dy * y))
 //   log_softmax backward: dx = dy - exp(y) * sum(dy)
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -22,25 +23,80 @@ namespace {
 // Rows per parallel chunk so each thread gets at least kParallelGrain elements.
 inline int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(cols, 1)); }
 
-// Forward on one row already in the compute type C (x and y may alias).
+// exp for float rows, written so the compiler vectorizes it (std::exp is a library call
+// per element): x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-6 Taylor polynomial
+// (relative error < 3e-7), 2^n assembled in the exponent bits. Only selects on integer
+// masks and no float-to-int conversion, since either keeps GCC from vectorizing under
+// the default -ftrapping-math. Domain: x <= 88 (softmax feeds x - max <= 0); inputs
+// below -88, -inf included, give exactly 0; NaN stays NaN.
+inline float exp_vec(float x) {
+  int32_t xi;
+  std::memcpy(&xi, &x, sizeof(xi));
+  constexpr int32_t kMinus88 = -1028653056;  // bit pattern of -88.0f
+  constexpr int32_t kMinusInf = -8388608;    // bit pattern of -inf
+  // Negative floats order reversely as int32: x < -88 <=> kMinus88 < xi <= kMinusInf (NaN excluded).
+  const int32_t below = -static_cast<int32_t>((xi > kMinus88) & (xi <= kMinusInf));
+  const int32_t ci = (xi & ~below) | (kMinus88 & below);
+  float xc;
+  std::memcpy(&xc, &ci, sizeof(xc));
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float v = xc * 1.44269504088896341f + kRound;
+  const float n = v - kRound;
+  uint32_t vb;
+  std::memcpy(&vb, &v, sizeof(vb));
+  const uint32_t biased = vb - 0x4B400000u + 127u;  // n + 127 from v's low mantissa bits
+  const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const uint32_t bits = biased << 23;  // n = -127 (x = -88) gives scale 0
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+inline double exp_vec(double x) { return std::exp(x); }
+
+// Sum of n values in 8 double lanes (vectorizable without reassociating one accumulator).
 template <typename C>
-void softmax_row(C* y, const C* x, int64_t n, bool log) {
-  C mx = -std::numeric_limits<C>::infinity();
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+double lane_sum(const C* v, int64_t n) {
+  double lane[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += static_cast<double>(v[i + j]);
+  for (; i < n; ++i) lane[0] += static_cast<double>(v[i]);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+template <typename C>
+C row_max(const C* x, int64_t n) {
+  C lane[8];
+  for (int j = 0; j < 8; ++j) lane[j] = -std::numeric_limits<C>::infinity();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] = std::isgreater(x[i + j], lane[j]) ? x[i + j] : lane[j];
+  for (; i < n; ++i) lane[0] = std::isgreater(x[i], lane[0]) ? x[i] : lane[0];
+  C mx = lane[0];
+  for (int j = 1; j < 8; ++j) mx = lane[j] > mx ? lane[j] : mx;
+  return mx;
+}
+
+// Forward on one row in the compute type C (y must not alias x).
+template <typename C>
+void softmax_row(C* __restrict y, const C* __restrict x, int64_t n, bool log) {
+  C mx = row_max(x, n);
   // A NaN never becomes the max but turns the sum into NaN, so the whole row is NaN.
   // A row of -inf: every exp(x - max) would be NaN; keep PyTorch's NaN result.
   if (mx == -std::numeric_limits<C>::infinity()) mx = 0;
-  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) y[i] = exp_vec(static_cast<C>(x[i] - mx));
+  const double sum = lane_sum(y, n);
   if (log) {
-    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(std::exp(x[i] - mx));
     const C shift = mx + static_cast<C>(std::log(sum));
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] - shift;
   } else {
-    for (int64_t i = 0; i < n; ++i) {
-      C e = std::exp(x[i] - mx);
-      y[i] = e;
-      sum += static_cast<double>(e);
-    }
     const C inv = static_cast<C>(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) y[i] *= inv;
   }
@@ -53,7 +109,7 @@ void softmax_backward_row(C* dx, const C* dy, const C* y, int64_t n, bool log) {
   if (log) {
     for (int64_t i = 0; i < n; ++i) s += static_cast<double>(dy[i]);
     const C sc = static_cast<C>(s);
-    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] - std::exp(y[i]) * sc;
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] - exp_vec(y[i]) * sc;
   } else {
     for (int64_t i = 0; i < n; ++i) s += static_cast<double>(dy[i]) * static_cast<double>(y[i]);
     const C sc = static_cast<C>(s);
@@ -70,11 +126,11 @@ void softmax_typed(T* out, const T* in, int64_t rows, int64_t cols, bool log) {
     if constexpr (kNative<T>) {
       for (int64_t r = r0; r < r1; ++r) softmax_row<T>(out + r * cols, in + r * cols, cols, log);
     } else {
-      std::vector<float> buf(static_cast<size_t>(cols));
+      std::vector<float> xs(static_cast<size_t>(cols)), ys(static_cast<size_t>(cols));
       for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t i = 0; i < cols; ++i) buf[i] = load(in[r * cols + i]);
-        softmax_row<float>(buf.data(), buf.data(), cols, log);
-        for (int64_t i = 0; i < cols; ++i) out[r * cols + i] = store<T>(buf[i]);
+        for (int64_t i = 0; i < cols; ++i) xs[i] = load(in[r * cols + i]);
+        softmax_row<float>(ys.data(), xs.data(), cols, log);
+        for (int64_t i = 0; i < cols; ++i) out[r * cols + i] = store<T>(ys[i]);
       }
     }
   });

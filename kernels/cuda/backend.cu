@@ -5,6 +5,8 @@
 // through pinned buffers.
 #include <memory>
 #include <mutex>
+#include <set>
+#include <string>
 #include <vector>
 
 #include <petal/device.h>
@@ -45,6 +47,42 @@ void CudaBackend::synchronize() {
 }  // namespace petal::kernels::PETAL_CUDA_NS
 
 #ifdef PETAL_SIM_COMPILE
+
+namespace petal::kernels::sim_impl {
+
+namespace {
+std::mutex& launch_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<std::string>& launch_names() {
+  static std::set<std::string> names;
+  return names;
+}
+}  // namespace
+
+void record_sim_launch(const char* name) {
+  std::lock_guard<std::mutex> lock(launch_mutex());
+  launch_names().emplace(name);
+}
+
+/// Names of the kernels the simulator has launched in this process, reduced to the
+/// kernel's identifier ("(unary_strided_kernel<T, A>)" -> "unary_strided_kernel").
+/// Tests find it by name (see tests/test_cross_backend_kernels.cpp).
+std::vector<std::string> launched_kernel_names() {
+  std::set<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(launch_mutex());
+    for (const std::string& raw : launch_names()) {
+      size_t b = raw.find_first_not_of("( ");
+      size_t e = raw.find_first_of("<) ", b);
+      ids.insert(raw.substr(b, e == std::string::npos ? std::string::npos : e - b));
+    }
+  }
+  return std::vector<std::string>(ids.begin(), ids.end());
+}
+
+}  // namespace petal::kernels::sim_impl
 
 namespace petal::kernels {
 Backend* sim_backend() {

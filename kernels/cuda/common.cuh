@@ -31,6 +31,13 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/runtime.h"
 
+// Loop unrolling hint for nvcc (the host compiler decides on its own).
+#ifdef PETAL_SIM_COMPILE
+#define PETAL_UNROLL
+#else
+#define PETAL_UNROLL _Pragma("unroll")
+#endif
+
 #ifndef PETAL_DYNAMIC_SHARED
 /// Dynamic shared memory of a launch as a T array (the simulator defines its own).
 #define PETAL_DYNAMIC_SHARED(T, name)                       \
@@ -60,6 +67,12 @@ inline unsigned grid_for(int64_t work, int block = kBlockSize) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(g, kMaxGridBlocks)));
 }
 
+#ifdef PETAL_SIM_COMPILE
+/// Records that the simulator launched the kernel named by PETAL_LAUNCH's text (backend.cu;
+/// the list-of-kernels test compares these names with every __global__ in kernels/cuda).
+void record_sim_launch(const char* name);
+#endif
+
 /// Launches kernel on grid x block with smem dynamic shared bytes on stream; a failed
 /// launch throws petal::Error naming the kernel, file and line.
 template <typename... KArgs, typename... Args>
@@ -69,6 +82,7 @@ inline void launch_kernel(const char* name, const char* file, int line, void (*k
   (void)file;
   (void)line;
   (void)stream;
+  record_sim_launch(name);
   ::petal::sim::launch(name, kernel, grid, block, smem, std::forward<Args>(args)...);
 #else
   kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
@@ -244,12 +258,12 @@ struct OffsetCalc {
   int64_t strides[N][kMaxDims] = {};
 
   __device__ inline void get(int64_t linear, int64_t (&off)[N]) const {
-#pragma unroll
+PETAL_UNROLL
     for (int k = 0; k < N; ++k) off[k] = 0;
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t idx = linear % shape[d];
       linear /= shape[d];
-#pragma unroll
+PETAL_UNROLL
       for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
     }
   }
@@ -347,7 +361,7 @@ __device__ inline ValueIndex<A> shuffle_xor(ValueIndex<A> v, int lane_mask) {
 /// up to floating-point rounding).
 template <typename T, typename Op>
 __device__ inline T warp_reduce(T v, Op op) {
-#pragma unroll
+PETAL_UNROLL
   for (int mask = kWarpSize / 2; mask > 0; mask >>= 1) v = op(v, shuffle_xor(v, mask));
   return v;
 }
@@ -410,7 +424,7 @@ __device__ inline void atomic_update_narrow(T* addr, F update) {
     assumed = old;
     T cur;
     const auto bits = static_cast<typename BitsOf<sizeof(T)>::type>((assumed & mask) >> shift);
-    memcpy(&cur, &bits, sizeof(T));
+    memcpy(static_cast<void*>(&cur), &bits, sizeof(T));
     const T next = update(cur);
     typename BitsOf<sizeof(T)>::type nbits;
     memcpy(&nbits, &next, sizeof(T));

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include <cuda_bf16.h>
@@ -43,6 +44,7 @@
 #define __host__
 #define __constant__
 #define __managed__
+#undef __grid_constant__
 #define __grid_constant__
 #define __launch_bounds__(...)
 #ifndef __noinline__
@@ -329,14 +331,22 @@ inline double __dmul_rn(double x, double y) noexcept { return x * y; }
 inline double __fma_rn(double x, double y, double z) noexcept { return ::fma(x, y, z); }
 inline float __saturatef(float x) noexcept { return x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f; }  // NaN -> 0
 
-inline int __float2int_rn(float x) noexcept { return static_cast<int>(::nearbyintf(x)); }
-inline int __float2int_rz(float x) noexcept { return static_cast<int>(x); }
-inline int __float2int_rd(float x) noexcept { return static_cast<int>(::floorf(x)); }
-inline int __float2int_ru(float x) noexcept { return static_cast<int>(::ceilf(x)); }
-inline unsigned __float2uint_rn(float x) noexcept { return static_cast<unsigned>(::nearbyintf(x)); }
-inline unsigned __float2uint_rz(float x) noexcept { return static_cast<unsigned>(x); }
-inline long long __float2ll_rn(float x) noexcept { return static_cast<long long>(::nearbyintf(x)); }
-inline int __double2int_rn(double x) noexcept { return static_cast<int>(::nearbyint(x)); }
+/// Float to integer conversion as PTX cvt.rni/rzi/rmi/rpi does it: saturating, NaN -> 0.
+template <typename I, typename F>
+inline I petal_sim_convert(F x) noexcept {
+  if (x != x) return 0;
+  if (x <= static_cast<F>(std::numeric_limits<I>::min())) return std::numeric_limits<I>::min();
+  if (x >= static_cast<F>(std::numeric_limits<I>::max())) return std::numeric_limits<I>::max();
+  return static_cast<I>(x);
+}
+inline int __float2int_rn(float x) noexcept { return petal_sim_convert<int>(::nearbyintf(x)); }
+inline int __float2int_rz(float x) noexcept { return petal_sim_convert<int>(::truncf(x)); }
+inline int __float2int_rd(float x) noexcept { return petal_sim_convert<int>(::floorf(x)); }
+inline int __float2int_ru(float x) noexcept { return petal_sim_convert<int>(::ceilf(x)); }
+inline unsigned __float2uint_rn(float x) noexcept { return petal_sim_convert<unsigned>(::nearbyintf(x)); }
+inline unsigned __float2uint_rz(float x) noexcept { return petal_sim_convert<unsigned>(::truncf(x)); }
+inline long long __float2ll_rn(float x) noexcept { return petal_sim_convert<long long>(::nearbyintf(x)); }
+inline int __double2int_rn(double x) noexcept { return petal_sim_convert<int>(::nearbyint(x)); }
 inline float __int2float_rn(int x) noexcept { return static_cast<float>(x); }
 inline float __uint2float_rn(unsigned x) noexcept { return static_cast<float>(x); }
 inline float __ll2float_rn(long long x) noexcept { return static_cast<float>(x); }
@@ -360,8 +370,10 @@ inline unsigned __brev(unsigned x) noexcept {
   for (int i = 0; i < 32; ++i) r |= ((x >> i) & 1u) << (31 - i);
   return r;
 }
-inline int __mul24(int x, int y) noexcept {
-  return static_cast<int>((static_cast<int64_t>(x) << 40 >> 40) * (static_cast<int64_t>(y) << 40 >> 40));
+inline int __mul24(int x, int y) noexcept {  // low 32 bits of the product of the sign-extended low 24 bits
+  const int64_t a = ((static_cast<int64_t>(x) & 0xffffff) ^ 0x800000) - 0x800000;
+  const int64_t b = ((static_cast<int64_t>(y) & 0xffffff) ^ 0x800000) - 0x800000;
+  return static_cast<int>(static_cast<uint32_t>(a * b));
 }
 inline unsigned __umul24(unsigned x, unsigned y) noexcept { return (x & 0xffffffu) * (y & 0xffffffu); }
 inline int __mulhi(int x, int y) noexcept { return static_cast<int>((static_cast<int64_t>(x) * y) >> 32); }

@@ -1,0 +1,88 @@
+// The vit_flowers training and prediction flow (the seed's train.py / predict.py), as a
+// library the command-line program and the end-to-end test share:
+//   train():   data (a flower_photos-style folder, or synthetic flowers generated first),
+//              the seed's stratified 80/20 split and transforms, a ViT, SGD/AdamW with the
+//              seed's cosine LambdaLR, per-epoch train/val loss and accuracy, best/last
+//              checkpoints (written atomically) and class_indices.json;
+//   predict(): rebuilds the model from a checkpoint's own config and ranks the classes.
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <petal/petal.h>
+
+namespace vit_flowers {
+
+struct TrainConfig {
+  // ---- data
+  std::string data_dir;                ///< ImageFolder root; empty: synthetic flowers
+  int64_t synthetic_per_class = 100;   ///< images per class when generating
+  int64_t synthetic_size = 0;          ///< generated image size; 0: img_size * 5 / 4
+  double val_ratio = 0.2;              ///< the seed's read_split_data(val_rate=0.2)
+  double min_crop_scale = 0.08;        ///< RandomResizedCrop scale lower bound
+  int workers = 2;                     ///< DataLoader threads
+  // ---- model
+  std::string model = "vit_base";      ///< vit_tiny|vit_small|vit_base|seed_vit_b16 (or a full preset name)
+  int64_t img_size = 224;
+  int64_t patch_size = 0;              ///< 0: the preset's (16)
+  int64_t width = 0, depth = 0, heads = 0;  ///< 0: the preset's
+  double drop_path = 0.0;
+  std::string weights;                 ///< pretrained timm safetensors to start from
+  bool freeze_layers = false;          ///< train only the head (the seed's default with weights)
+  // ---- optimisation
+  int64_t epochs = 10;
+  int64_t batch_size = 8;
+  std::string optimizer = "sgd";       ///< "sgd" or "adamw"
+  double lr = 0.001;
+  double lrf = 0.01;                   ///< final lr factor of the cosine schedule
+  double momentum = 0.9;
+  double weight_decay = 5e-5;
+  double label_smoothing = 0.0;
+  double clip_grad = 0.0;              ///< max global grad norm; 0: off
+  int64_t warmup_epochs = 0;           ///< linear warmup epochs before the cosine
+  // ---- run
+  std::string device = "cpu";
+  std::string out_dir = "runs/vit_flowers";
+  std::string resume;                  ///< checkpoint to resume from
+  uint64_t seed = 0;
+  bool progress = true;                ///< per-batch progress lines
+};
+
+struct EpochStats {
+  int64_t epoch = 0;
+  double lr = 0, train_loss = 0, train_acc = 0, val_loss = 0, val_acc = 0, seconds = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochStats> history;
+  double best_val_acc = 0;
+  int64_t best_epoch = -1;
+  std::string best_checkpoint, last_checkpoint, class_indices;
+  std::vector<std::string> classes;
+  int64_t train_images = 0, val_images = 0;
+};
+
+/// The ViT configuration a TrainConfig asks for (preset + overrides), for num_classes.
+petal::nn::ViTConfig model_config(const TrainConfig& config, int64_t num_classes);
+
+/// Runs the whole training flow, printing progress to log.
+TrainResult train(const TrainConfig& config, std::ostream& log);
+
+/// Ranked classes (name, probability) for one image, best first.
+std::vector<std::pair<std::string, double>> predict(const std::string& checkpoint, const std::string& image,
+                                                     const std::string& class_indices = "", int64_t top_k = 5,
+                                                     const std::string& device = "cpu");
+
+/// ViTConfig <-> JSON text (stored in checkpoints so predict needs no flags).
+std::string config_to_json(const petal::nn::ViTConfig& c);
+petal::nn::ViTConfig config_from_json(const std::string& json);
+
+/// class_indices.json as the seed writes it: {"0": "daisy", ...}.
+void write_class_indices(const std::string& path, const std::vector<std::string>& classes);
+std::vector<std::string> read_class_indices(const std::string& path);
+
+}  // namespace vit_flowers

@@ -1,0 +1,819 @@
+// The SIMT simulator engine: runs a CUDA grid on the CPU with CUDA semantics.
+// - Each block runs on one host thread; its simulated threads are Boost.Context fibers
+//   (small pooled stacks, kFiberStackBytes) scheduled cooperatively by that host thread.
+//   Blocks of a launch are spread over a pool of host threads (one at a time in ASan builds,
+//   whose __shared__ variables are plain statics; see sim.h).
+// - A fiber runs until it blocks: at __syncthreads (waits for the whole block), at a warp
+//   intrinsic (waits for the lanes named in its mask), or when it returns. The scheduler
+//   then picks the next runnable fiber at random (seeded), so the order in which threads run
+//   between barriers changes with the seed and a missing barrier shows up as a wrong result.
+// - When no fiber can run, the scheduler either releases a barrier (every live thread waits
+//   at the same __syncthreads call site) or reports the bug it sees: a thread that returned
+//   while others wait at a barrier, threads waiting at different barriers, warp intrinsics
+//   whose lanes never all arrive or arrive with different masks. Errors are petal::Error
+//   naming the kernel, block, thread and source location; the other fibers are unwound first.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/context/fiber.hpp>
+#include <petal/error.h>
+
+#include "kernels/sim/sim_cuda.h"
+
+#ifdef PETAL_SIM_STATIC_SHARED
+#include <sanitizer/asan_interface.h>
+#define PETAL_SIM_ASAN 1
+#endif
+
+namespace ctx = boost::context;
+
+namespace petal::sim {
+namespace detail {
+__thread ThreadView* current_thread = nullptr;
+}  // namespace detail
+
+namespace {
+
+using detail::BarrierKind;
+using detail::ThreadView;
+using detail::WarpOp;
+
+// ------------------------------------------------------------------ settings
+
+uint64_t env_u64(const char* name, uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  return std::strtoull(v, nullptr, 0);
+}
+
+int default_host_threads() {
+  uint64_t n = env_u64("PETAL_SIM_THREADS", 0);
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  return static_cast<int>(std::min<uint64_t>(n, 256));
+}
+
+size_t default_stack_bytes() {
+#ifdef PETAL_SIM_ASAN
+  const uint64_t kb = env_u64("PETAL_SIM_STACK_KB", 256);  // ASan frames carry redzones
+#else
+  const uint64_t kb = env_u64("PETAL_SIM_STACK_KB", 64);
+#endif
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t bytes = static_cast<size_t>(std::max<uint64_t>(kb, 16)) * 1024;
+  return (bytes + page - 1) / page * page;
+}
+
+struct Settings {
+  std::atomic<uint64_t> seed{env_u64("PETAL_SIM_SEED", 1)};
+  std::atomic<uint64_t> launch_counter{0};
+  std::atomic<int> host_threads{default_host_threads()};
+  size_t stack_bytes = default_stack_bytes();
+  std::atomic<uint64_t> launches{0}, blocks{0}, threads{0}, switches{0};
+};
+Settings& settings() {
+  static Settings s;
+  return s;
+}
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/// Strips the directory part before the project's own folders, for shorter messages.
+std::string short_path(const char* file) {
+  if (file == nullptr) return "?";
+  std::string f(file);
+  for (const char* root : {"/kernels/", "/tests/"}) {
+    size_t p = f.rfind(root);
+    if (p != std::string::npos) return f.substr(p + 1);
+  }
+  return f;
+}
+
+// ------------------------------------------------------------------ fiber stacks
+
+/// Per-host-thread cache of fiber stacks: mmap'd once with a guard page below (a stack
+/// overflow faults instead of corrupting a neighbour), then reused by every block.
+class StackCache {
+ public:
+  ~StackCache() {
+    for (void* base : free_) munmap(base, mapping_bytes());
+  }
+  void* take() {
+    if (!free_.empty()) {
+      void* base = free_.back();
+      free_.pop_back();
+      return base;
+    }
+    void* base = mmap(nullptr, mapping_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+    if (base == MAP_FAILED) throw std::bad_alloc();
+    mprotect(base, page(), PROT_NONE);
+    return base;
+  }
+  void give(void* base) { free_.push_back(base); }
+  static size_t page() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+  static size_t mapping_bytes() { return settings().stack_bytes + page(); }
+
+ private:
+  std::vector<void*> free_;
+};
+thread_local StackCache tls_stacks;
+
+// ------------------------------------------------------------------ block state
+
+enum class State : uint8_t { Runnable, Running, AtBarrier, AtWarpOp, Exited };
+
+struct Block;
+
+/// Thrown inside a fiber (at its next suspension point) to unwind it when its block fails.
+struct AbortFiber {};
+
+struct Thread : ThreadView {
+  Block* block = nullptr;
+  unsigned linear = 0, lane = 0, warp = 0;
+  State state = State::Runnable;
+  const char* file = nullptr;  // call site of the barrier / warp intrinsic it waits at
+  int line = 0;
+  const char* op_name = nullptr;
+  // barrier
+  int predicate = 0, barrier_result = 0;
+  // warp intrinsic
+  WarpOp op = WarpOp::Sync;
+  unsigned mask = 0;
+  uint64_t value = 0, result = 0;
+  int param = 0, width = 32;
+  // fibers: the suspended fiber (held while not running) and, inside it, the scheduler's
+  ctx::fiber fiber;
+  ctx::fiber* scheduler = nullptr;
+#ifdef PETAL_SIM_ASAN
+  void* fake_stack = nullptr;
+  const void* scheduler_stack_bottom = nullptr;
+  size_t scheduler_stack_size = 0;
+  const void* stack_bottom = nullptr;
+#endif
+};
+
+/// Boost.Context stack allocator over the cache (a fiber is created and destroyed on the
+/// host thread that runs its block).
+struct PooledStack {
+  Thread* owner;
+  ctx::stack_context allocate() {
+    void* base = tls_stacks.take();
+    ctx::stack_context sc;
+    sc.size = settings().stack_bytes;
+    sc.sp = static_cast<char*>(base) + StackCache::mapping_bytes();
+#ifdef PETAL_SIM_ASAN
+    owner->stack_bottom = static_cast<char*>(base) + StackCache::page();
+#endif
+    return sc;
+  }
+  void deallocate(ctx::stack_context& sc) noexcept {
+    tls_stacks.give(static_cast<char*>(sc.sp) - StackCache::mapping_bytes());
+  }
+};
+
+struct Warp {
+  unsigned existing = 0;  // lanes that exist (a partial last warp has fewer)
+  unsigned exited = 0;
+  unsigned waiting = 0;  // lanes waiting at a warp intrinsic
+};
+
+struct Launch {
+  const char* kernel_name;
+  dim3 grid, block;
+  size_t dynamic_smem_bytes;
+  void (*body)(void*);
+  void* payload;
+  uint64_t seed;
+};
+
+struct Block {
+  const Launch* launch = nullptr;
+  uint3 block_idx{};
+  std::vector<Thread> threads;
+  std::vector<Warp> warps;
+  std::vector<unsigned> ready;
+  unsigned live = 0;
+  uint64_t rng = 0;
+  bool aborting = false;
+  std::string error;           // first bug found (empty: none)
+  std::exception_ptr thrown;   // what a kernel threw
+  unsigned char* dynamic_smem = nullptr;
+};
+
+std::string dims(const uint3& v) {
+  std::ostringstream os;
+  os << '(' << v.x << ',' << v.y << ',' << v.z << ')';
+  return os.str();
+}
+
+std::string where(const Block& b) {
+  return "sim: kernel '" + std::string(b.launch->kernel_name) + "' block " + dims(b.block_idx);
+}
+
+std::string thread_name(const Thread& t) { return "thread " + dims(t.thread_idx); }
+
+std::string site(const Thread& t) { return short_path(t.file) + ":" + std::to_string(t.line); }
+
+std::string describe_wait(const Thread& t) {
+  std::ostringstream os;
+  switch (t.state) {
+    case State::Exited: os << "has returned"; break;
+    case State::AtBarrier: os << "waits at __syncthreads at " << site(t); break;
+    case State::AtWarpOp:
+      os << "waits at " << t.op_name << " (mask 0x" << std::hex << t.mask << std::dec << ") at " << site(t);
+      break;
+    default: os << "is running"; break;
+  }
+  return os.str();
+}
+
+void fail(Block& b, const std::string& msg) {
+  if (b.error.empty()) b.error = where(b) + ": " + msg;
+}
+
+// ------------------------------------------------------------------ fiber switching
+
+#ifdef PETAL_SIM_ASAN
+// Boost.Context's fcontext switches are invisible to ASan: tell it which stack is in use.
+#define PETAL_SIM_START_SWITCH(save, bottom, size) __sanitizer_start_switch_fiber(save, bottom, size)
+#define PETAL_SIM_FINISH_SWITCH(fake, bottom_out, size_out) __sanitizer_finish_switch_fiber(fake, bottom_out, size_out)
+#else
+#define PETAL_SIM_START_SWITCH(save, bottom, size) ((void)0)
+#define PETAL_SIM_FINISH_SWITCH(fake, bottom_out, size_out) ((void)0)
+#endif
+
+/// Inside a fiber: gives control back to the scheduler until it resumes this thread.
+void suspend(Thread& t) {
+  PETAL_SIM_START_SWITCH(&t.fake_stack, t.scheduler_stack_bottom, t.scheduler_stack_size);
+  *t.scheduler = std::move(*t.scheduler).resume();
+  PETAL_SIM_FINISH_SWITCH(t.fake_stack, &t.scheduler_stack_bottom, &t.scheduler_stack_size);
+  if (t.block->aborting) throw AbortFiber{};
+}
+
+/// In the scheduler: runs thread t until it blocks or returns.
+void resume(Thread& t) {
+  t.state = State::Running;
+  detail::current_thread = &t;
+#ifdef PETAL_SIM_ASAN
+  void* fake = nullptr;
+  PETAL_SIM_START_SWITCH(&fake, t.stack_bottom, settings().stack_bytes);
+  t.fiber = std::move(t.fiber).resume();
+  PETAL_SIM_FINISH_SWITCH(fake, nullptr, nullptr);
+#else
+  t.fiber = std::move(t.fiber).resume();
+#endif
+  detail::current_thread = nullptr;
+}
+
+void make_fiber(Thread& t) {
+  PooledStack alloc{&t};
+  t.fiber = ctx::fiber(std::allocator_arg, alloc, [&t](ctx::fiber&& scheduler) -> ctx::fiber {
+    PETAL_SIM_FINISH_SWITCH(nullptr, &t.scheduler_stack_bottom, &t.scheduler_stack_size);
+    t.scheduler = &scheduler;
+    Block& b = *t.block;
+    if (!b.aborting) {
+      try {
+        b.launch->body(b.launch->payload);
+      } catch (const AbortFiber&) {
+      } catch (...) {
+        if (!b.thrown && b.error.empty()) b.thrown = std::current_exception();
+      }
+    }
+    t.state = State::Exited;
+    t.scheduler = nullptr;
+    PETAL_SIM_START_SWITCH(nullptr, t.scheduler_stack_bottom, t.scheduler_stack_size);
+    return std::move(scheduler);
+  });
+}
+
+// ------------------------------------------------------------------ warp intrinsics
+
+/// Source lane of a shuffle, following PTX shfl.sync (c = segment mask and clamp value).
+unsigned shuffle_source(WarpOp op, unsigned lane, int param, int width) {
+  const unsigned seg = static_cast<unsigned>(32 - width);  // c[12:8]
+  const unsigned b = static_cast<unsigned>(param) & 31u;
+  const unsigned clamp = op == WarpOp::ShflUp ? 0u : 31u;  // c[4:0]
+  const int min_lane = static_cast<int>(lane & seg);
+  const int max_lane = static_cast<int>((lane & seg) | (clamp & ~seg));
+  int j = static_cast<int>(lane);
+  bool in_range = false;
+  switch (op) {
+    case WarpOp::ShflUp: j = static_cast<int>(lane) - static_cast<int>(b); in_range = j >= max_lane; break;
+    case WarpOp::ShflDown: j = static_cast<int>(lane + b); in_range = j <= max_lane; break;
+    case WarpOp::ShflXor: j = static_cast<int>(lane ^ b); in_range = j <= max_lane; break;
+    default: j = min_lane | static_cast<int>(b & ~seg); in_range = j <= max_lane; break;
+  }
+  return in_range ? static_cast<unsigned>(j) : lane;
+}
+
+/// Tries to complete the group of lanes of warp w that wait with `mask`: when every live lane
+/// named in mask has arrived, computes each lane's result and makes them runnable (except
+/// `caller`, which is running). Returns true when the group completed. Mismatches are failures.
+bool try_complete(Block& b, unsigned w, unsigned mask, const Thread* caller) {
+  Warp& warp = b.warps[w];
+  const unsigned required = mask & warp.existing & ~warp.exited;
+  if ((warp.waiting & required) != required) return false;
+  Thread* lanes = &b.threads[static_cast<size_t>(w) * 32];
+  // Every required lane waits at a warp intrinsic: it must be the same one, with the same mask.
+  unsigned first = static_cast<unsigned>(__builtin_ctz(required));
+  const Thread& lead = lanes[first];
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(required >> l & 1u)) continue;
+    const Thread& t = lanes[l];
+    if (t.mask != mask || t.op != lead.op) {
+      std::ostringstream os;
+      os << "warp intrinsic mismatch in warp " << w << ": " << thread_name(lead) << " " << describe_wait(lead)
+         << " but " << thread_name(t) << " " << describe_wait(t)
+         << " (all lanes named in a mask must call the same intrinsic with the same mask)";
+      fail(b, os.str());
+      return false;
+    }
+  }
+  const WarpOp op = lead.op;
+  uint64_t reduced = 0;
+  unsigned ballot = 0;
+  switch (op) {
+    case WarpOp::ReduceMinU: reduced = UINT32_MAX; break;
+    case WarpOp::ReduceMinI: reduced = static_cast<uint32_t>(INT32_MAX); break;
+    case WarpOp::ReduceMaxI: reduced = static_cast<uint32_t>(INT32_MIN); break;
+    case WarpOp::ReduceAnd: reduced = UINT32_MAX; break;
+    default: break;
+  }
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(required >> l & 1u)) continue;
+    const uint64_t v = lanes[l].value;
+    const uint32_t u = static_cast<uint32_t>(v);
+    if (v != 0) ballot |= 1u << l;
+    switch (op) {
+      case WarpOp::ReduceAddU: reduced = static_cast<uint32_t>(reduced + u); break;
+      case WarpOp::ReduceMinU: reduced = std::min<uint32_t>(static_cast<uint32_t>(reduced), u); break;
+      case WarpOp::ReduceMaxU: reduced = std::max<uint32_t>(static_cast<uint32_t>(reduced), u); break;
+      case WarpOp::ReduceMinI:
+        reduced = static_cast<uint32_t>(std::min(static_cast<int32_t>(reduced), static_cast<int32_t>(u)));
+        break;
+      case WarpOp::ReduceMaxI:
+        reduced = static_cast<uint32_t>(std::max(static_cast<int32_t>(reduced), static_cast<int32_t>(u)));
+        break;
+      case WarpOp::ReduceAnd: reduced &= u; break;
+      case WarpOp::ReduceOr: reduced |= u; break;
+      case WarpOp::ReduceXor: reduced ^= u; break;
+      default: break;
+    }
+  }
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(required >> l & 1u)) continue;
+    Thread& t = lanes[l];
+    switch (op) {
+      case WarpOp::Sync: t.result = 0; break;
+      case WarpOp::ShflIdx:
+      case WarpOp::ShflUp:
+      case WarpOp::ShflDown:
+      case WarpOp::ShflXor: {
+        const unsigned src = shuffle_source(op, l, t.param, t.width);
+        // Reading a lane that does not take part is undefined on a GPU: poison it.
+        t.result = (required >> src & 1u) ? lanes[src].value : ~uint64_t{0};
+        break;
+      }
+      case WarpOp::Ballot: t.result = ballot; break;
+      case WarpOp::Any: t.result = ballot != 0; break;
+      case WarpOp::All: t.result = ballot == required; break;
+      case WarpOp::MatchAny:
+      case WarpOp::MatchAll: {
+        unsigned same = 0;
+        for (unsigned k = 0; k < 32; ++k)
+          if ((required >> k & 1u) && lanes[k].value == t.value) same |= 1u << k;
+        t.result = op == WarpOp::MatchAny ? same : (same == required ? required : 0u);
+        break;
+      }
+      default: t.result = reduced; break;
+    }
+  }
+  warp.waiting &= ~required;
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(required >> l & 1u)) continue;
+    Thread& t = lanes[l];
+    if (&t == caller) {
+      t.state = State::Running;
+    } else {
+      t.state = State::Runnable;
+      b.ready.push_back(t.linear);
+    }
+  }
+  return true;
+}
+
+/// After lanes of warp w exited, groups waiting for them may be complete.
+void retry_warp_groups(Block& b, unsigned w) {
+  Warp& warp = b.warps[w];
+  unsigned pending = warp.waiting;
+  while (pending != 0 && b.error.empty()) {
+    const unsigned l = static_cast<unsigned>(__builtin_ctz(pending));
+    const unsigned mask = b.threads[static_cast<size_t>(w) * 32 + l].mask;
+    if (!try_complete(b, w, mask, nullptr)) {
+      // Not complete: skip every lane waiting with this mask.
+      for (unsigned k = 0; k < 32; ++k)
+        if ((pending >> k & 1u) && b.threads[static_cast<size_t>(w) * 32 + k].mask == mask) pending &= ~(1u << k);
+    } else {
+      pending = warp.waiting;
+    }
+  }
+}
+
+// ------------------------------------------------------------------ the scheduler
+
+/// When no thread can run: release the barrier every live thread waits at, or report why
+/// the block is stuck. Returns false when the block is stuck (b.error set).
+bool resolve_stall(Block& b) {
+  const Thread* exited = nullptr;
+  const Thread* at_barrier = nullptr;
+  const Thread* at_warp = nullptr;
+  for (const Thread& t : b.threads) {
+    if (t.state == State::Exited && exited == nullptr) exited = &t;
+    if (t.state == State::AtBarrier && at_barrier == nullptr) at_barrier = &t;
+    if (t.state == State::AtWarpOp && at_warp == nullptr) at_warp = &t;
+  }
+  if (at_warp != nullptr) {
+    // A warp intrinsic waits for lanes that will never arrive: name one of them.
+    const Warp& warp = b.warps[at_warp->warp];
+    const unsigned required = at_warp->mask & warp.existing & ~warp.exited;
+    const unsigned missing = required & ~warp.waiting;
+    std::ostringstream os;
+    os << thread_name(*at_warp) << " " << describe_wait(*at_warp) << " but ";
+    if (missing != 0) {
+      const Thread& m = b.threads[static_cast<size_t>(at_warp->warp) * 32 + __builtin_ctz(missing)];
+      os << thread_name(m) << ", named in the mask, " << describe_wait(m);
+    } else {
+      os << "the lanes named in the mask wait at other warp intrinsics";
+    }
+    os << " (deadlock at a warp intrinsic)";
+    fail(b, os.str());
+    return false;
+  }
+  if (at_barrier == nullptr) return true;  // everyone returned
+  if (exited != nullptr) {
+    fail(b, thread_name(*exited) + " returned while " + thread_name(*at_barrier) + " " +
+                describe_wait(*at_barrier) +
+                " (early exit or a thread that skipped a barrier its block waits at: undefined behaviour on a GPU)");
+    return false;
+  }
+  for (const Thread& t : b.threads) {
+    if (t.line != at_barrier->line ||
+        (t.file != at_barrier->file && std::strcmp(t.file, at_barrier->file) != 0)) {
+      fail(b, "divergent barrier: " + thread_name(*at_barrier) + " " + describe_wait(*at_barrier) + " while " +
+                  thread_name(t) + " " + describe_wait(t) +
+                  " (__syncthreads must be reached by every thread of the block at the same call)");
+      return false;
+    }
+  }
+  // Release: every thread waits at the same __syncthreads.
+  int count = 0;
+  for (const Thread& t : b.threads) count += t.predicate;
+  for (Thread& t : b.threads) {
+    t.barrier_result = count;
+    t.state = State::Runnable;
+    b.ready.push_back(t.linear);
+  }
+  return true;
+}
+
+/// Runs every fiber to its end after a failure (they throw AbortFiber at their next
+/// suspension point), so their stacks unwind and return to the cache.
+void abort_block(Block& b) {
+  b.aborting = true;
+  for (Thread& t : b.threads)
+    if (t.fiber) resume(t);
+}
+
+uint64_t run_block(Block& b, const Launch& launch, uint64_t linear_block) {
+  const dim3 bd = launch.block;
+  const unsigned n = bd.x * bd.y * bd.z;
+  const unsigned nwarps = (n + 31) / 32;
+  b.launch = &launch;
+  b.block_idx = uint3{static_cast<unsigned>(linear_block % launch.grid.x),
+                      static_cast<unsigned>(linear_block / launch.grid.x % launch.grid.y),
+                      static_cast<unsigned>(linear_block / (static_cast<uint64_t>(launch.grid.x) * launch.grid.y))};
+  b.threads.clear();
+  b.threads.resize(n);
+  b.warps.assign(nwarps, Warp{});
+  b.ready.clear();
+  b.live = n;
+  b.aborting = false;
+  b.error.clear();
+  b.thrown = nullptr;
+  uint64_t rng_state = launch.seed ^ (linear_block * 0xd1b54a32d192ed03ull);
+  b.rng = splitmix64(rng_state);
+  if (b.dynamic_smem != nullptr && launch.dynamic_smem_bytes > 0)
+    std::memset(b.dynamic_smem, 0xff, launch.dynamic_smem_bytes);  // NaN-like leftovers, as garbage on a GPU
+
+  for (unsigned i = 0; i < n; ++i) {
+    Thread& t = b.threads[i];
+    t.thread_idx = uint3{i % bd.x, i / bd.x % bd.y, i / (bd.x * bd.y)};
+    t.block_idx = b.block_idx;
+    t.block_dim = launch.block;
+    t.grid_dim = launch.grid;
+    t.block = &b;
+    t.linear = i;
+    t.lane = i % 32;
+    t.warp = i / 32;
+    b.warps[t.warp].existing |= 1u << t.lane;
+    make_fiber(t);
+    b.ready.push_back(i);
+  }
+
+  uint64_t switches = 0;
+  for (;;) {
+    while (!b.ready.empty() && b.error.empty() && !b.thrown) {
+      const size_t pick = static_cast<size_t>(splitmix64(b.rng) % b.ready.size());
+      const unsigned id = b.ready[pick];
+      b.ready[pick] = b.ready.back();
+      b.ready.pop_back();
+      Thread& t = b.threads[id];
+      resume(t);
+      ++switches;
+      if (t.state == State::Exited) {
+        --b.live;
+        b.warps[t.warp].exited |= 1u << t.lane;
+        retry_warp_groups(b, t.warp);
+      }
+    }
+    if (!b.error.empty() || b.thrown) break;
+    if (b.live == 0) return switches;
+    if (!resolve_stall(b)) break;
+  }
+  abort_block(b);
+  if (b.thrown) std::rethrow_exception(b.thrown);
+  throw Error(b.error);
+}
+
+// ------------------------------------------------------------------ host threads
+
+/// Host threads that run the blocks of a launch; the launching thread takes part too.
+class WorkerPool {
+ public:
+  ~WorkerPool() { resize(0); }
+
+  /// Runs work() on `participants` host threads (this one included) and waits for all.
+  template <typename F>
+  void run(int participants, F&& work) {
+    resize(participants - 1);
+    std::function<void()> job(std::forward<F>(work));
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      active_ = participants - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    job();
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return active_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void resize(int n) {
+    if (n < 0) n = 0;
+    if (static_cast<size_t>(n) == workers_.size()) return;
+    if (static_cast<size_t>(n) < workers_.size()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stop_ = true;
+      }
+      wake_.notify_all();
+      for (std::thread& w : workers_) w.join();
+      workers_.clear();
+      stop_ = false;
+    }
+    // A new worker starts from the current generation: it must not miss a job posted before
+    // it got to run.
+    while (workers_.size() < static_cast<size_t>(n)) workers_.emplace_back([this, g = generation_] { loop(g); });
+  }
+
+  void loop(uint64_t seen) {
+    for (;;) {
+      std::function<void()>* job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        --active_;
+      }
+      done_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::function<void()>* job_ = nullptr;
+  int active_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+std::mutex& launch_mutex() {
+  static std::mutex m;
+  return m;
+}
+WorkerPool& pool() {
+  static WorkerPool p;
+  return p;
+}
+
+/// Per-host-thread reusable block state and dynamic shared memory.
+struct HostThreadState {
+  Block block;
+  std::unique_ptr<unsigned char, void (*)(unsigned char*)> smem{nullptr, [](unsigned char* p) {
+                                                                   ::operator delete(p, std::align_val_t(16));
+                                                                 }};
+};
+
+Block& block_state_with_smem(size_t smem_bytes) {
+  thread_local HostThreadState state;
+  // Exactly smem_bytes, freshly allocated per launch, so ASan sees an overflow of it.
+  state.smem.reset(static_cast<unsigned char*>(::operator new(std::max<size_t>(smem_bytes, 1), std::align_val_t(16))));
+  state.block.dynamic_smem = state.smem.get();
+  return state.block;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ public interface
+
+void set_schedule_seed(uint64_t seed) {
+  settings().seed = seed;
+  settings().launch_counter = 0;
+}
+uint64_t schedule_seed() { return settings().seed; }
+
+void set_host_threads(int n) { settings().host_threads = n > 0 ? std::min(n, 256) : default_host_threads(); }
+int host_threads() {
+#ifdef PETAL_SIM_STATIC_SHARED
+  return 1;
+#else
+  return settings().host_threads;
+#endif
+}
+
+size_t fiber_stack_bytes() { return settings().stack_bytes; }
+
+Stats stats() {
+  Settings& s = settings();
+  Stats st;
+  st.launches = s.launches;
+  st.blocks = s.blocks;
+  st.threads = s.threads;
+  st.switches = s.switches;
+  return st;
+}
+
+namespace detail {
+
+void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t dynamic_smem_bytes, void (*body)(void*),
+                   void* payload) {
+  const char* name = kernel_name != nullptr ? kernel_name : "?";
+  if (current_thread != nullptr) PETAL_FAIL("sim: kernel '", name, "' launched from inside a kernel (not supported)");
+  const uint64_t threads_per_block = static_cast<uint64_t>(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads_per_block == 0 || threads_per_block > 1024 ||
+      block.x > 1024 || block.y > 1024 || block.z > 64 || grid.y > 65535 || grid.z > 65535)
+    PETAL_FAIL("sim: invalid launch configuration for kernel '", name, "': grid (", grid.x, ",", grid.y, ",", grid.z,
+               "), block (", block.x, ",", block.y, ",", block.z, ") (as cudaErrorInvalidConfiguration on a GPU)");
+  if (dynamic_smem_bytes > 227 * 1024)
+    PETAL_FAIL("sim: kernel '", name, "' asks for ", dynamic_smem_bytes,
+               " bytes of dynamic shared memory (more than any GPU offers per block)");
+
+  std::lock_guard<std::mutex> serialize(launch_mutex());
+  Settings& s = settings();
+  Launch launch{name, grid, block, dynamic_smem_bytes, body, payload, 0};
+  uint64_t seed_state = s.seed.load() ^ (s.launch_counter++ * 0x2545f4914f6cdd1dull);
+  launch.seed = splitmix64(seed_state);
+  const uint64_t nblocks = static_cast<uint64_t>(grid.x) * grid.y * grid.z;
+
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::atomic<uint64_t> switches{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  auto work = [&] {
+    Block& b = block_state_with_smem(dynamic_smem_bytes);
+    uint64_t local_switches = 0;
+    for (;;) {
+      if (failed.load(std::memory_order_relaxed)) break;
+      const uint64_t id = next.fetch_add(1);
+      if (id >= nblocks) break;
+      try {
+        local_switches += run_block(b, launch, id);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        failed = true;
+      }
+    }
+    switches += local_switches;
+  };
+  const int participants = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(host_threads()), nblocks));
+  if (participants <= 1)
+    work();
+  else
+    pool().run(participants, work);
+
+  s.launches++;
+  s.blocks += nblocks;
+  s.threads += nblocks * threads_per_block;
+  s.switches += switches.load();
+  if (error) std::rethrow_exception(error);
+}
+
+int block_barrier(BarrierKind kind, int predicate, const char* file, int line) {
+  Thread& t = *static_cast<Thread*>(current_thread);
+  t.state = State::AtBarrier;
+  t.file = file;
+  t.line = line;
+  t.op_name = "__syncthreads";
+  t.predicate = predicate;
+  suspend(t);
+  const int n = static_cast<int>(t.block->threads.size());
+  switch (kind) {
+    case BarrierKind::Count: return t.barrier_result;
+    case BarrierKind::And: return t.barrier_result == n;
+    case BarrierKind::Or: return t.barrier_result != 0;
+    default: return 0;
+  }
+}
+
+uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int param, int width, const char* name,
+                         const char* file, int line) {
+  Thread& t = *static_cast<Thread*>(current_thread);
+  Block& b = *t.block;
+  t.file = file;
+  t.line = line;
+  t.op_name = name;
+  t.op = op;
+  t.mask = mask;
+  t.value = value;
+  t.param = param;
+  t.width = width;
+  if (!(mask >> t.lane & 1u)) {
+    std::ostringstream os;
+    os << thread_name(t) << " (lane " << t.lane << " of warp " << t.warp << ") calls " << name << " at " << site(t)
+       << " with mask 0x" << std::hex << mask << " that does not name its own lane";
+    fail(b, os.str());
+    t.state = State::AtWarpOp;
+    suspend(t);  // the scheduler sees the error and unwinds this fiber
+  }
+  if (width <= 0 || width > 32 || (width & (width - 1)) != 0) {
+    fail(b, thread_name(t) + " calls " + name + " at " + site(t) + " with width " + std::to_string(width) +
+                " (must be a power of two up to 32)");
+    t.state = State::AtWarpOp;
+    suspend(t);
+  }
+  t.state = State::AtWarpOp;
+  b.warps[t.warp].waiting |= 1u << t.lane;
+  if (!try_complete(b, t.warp, mask, &t)) suspend(t);
+  return t.result;
+}
+
+void* dynamic_shared_memory() { return static_cast<Thread*>(current_thread)->block->dynamic_smem; }
+
+unsigned active_mask() {
+  Thread& t = *static_cast<Thread*>(current_thread);
+  const Warp& w = t.block->warps[t.warp];
+  return w.existing & ~w.exited;
+}
+
+void trap(const char* file, int line) {
+  Thread& t = *static_cast<Thread*>(current_thread);
+  fail(*t.block, thread_name(t) + " called __trap() at " + short_path(file) + ":" + std::to_string(line));
+  t.state = State::AtWarpOp;
+  suspend(t);
+  std::abort();  // unreachable: suspend throws AbortFiber once the block fails
+}
+
+}  // namespace detail
+}  // namespace petal::sim

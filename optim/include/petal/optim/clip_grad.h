@@ -1,0 +1,15 @@
+// Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_).
+#pragma once
+#include <vector>
+
+#include <petal/tensor.h>
+
+namespace petal::optim {
+
+/// Total norm of the gradients of params (those without a gradient are skipped) as if
+/// concatenated into one vector; norm_type may be INFINITY. When the total exceeds
+/// max_norm, every gradient is scaled in place by max_norm / (total + 1e-6). Returns the
+/// total norm before clipping.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double norm_type = 2.0);
+
+}  // namespace petal::optim

@@ -1,0 +1,69 @@
+// AdamW step (torch.optim.AdamW semantics, see the header), composed from core ops under
+// NoGradGuard. Bias corrections are computed in double on the host per parameter.
+#include <petal/optim/adamw.h>
+
+#include <petal/autograd.h>
+#include <petal/ops.h>
+
+#include <cmath>
+
+namespace petal::optim {
+
+static std::map<std::string, double> adamw_defaults(const AdamWOptions& o) {
+  PETAL_CHECK(o.lr >= 0.0, "AdamW: invalid learning rate ", o.lr);
+  PETAL_CHECK(o.eps >= 0.0, "AdamW: invalid eps ", o.eps);
+  PETAL_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "AdamW: invalid beta1 ", o.beta1);
+  PETAL_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "AdamW: invalid beta2 ", o.beta2);
+  PETAL_CHECK(o.weight_decay >= 0.0, "AdamW: invalid weight_decay ", o.weight_decay);
+  return {{"lr", o.lr},       {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay},
+          {"amsgrad", o.amsgrad ? 1.0 : 0.0}};
+}
+
+AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& o)
+    : Optimizer({ParamGroup(std::move(params))}, adamw_defaults(o), "AdamW") {}
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o)
+    : Optimizer(std::move(groups), adamw_defaults(o), "AdamW") {}
+
+void AdamW::step() {
+  NoGradGuard ng;
+  size_t flat = 0;
+  for (auto& group : param_groups()) {
+    const double lr = group.get("lr"), beta1 = group.get("beta1"), beta2 = group.get("beta2"),
+                 eps = group.get("eps"), weight_decay = group.get("weight_decay");
+    const bool amsgrad = group.get("amsgrad") != 0.0;
+    for (auto& p : group.params) {
+      const size_t i = flat++;
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;
+      ParamState& s = state_at(i, p);
+      if (!s.tensors.count("exp_avg")) {
+        s.tensors["exp_avg"] = zeros_like(p.detach());
+        s.tensors["exp_avg_sq"] = zeros_like(p.detach());
+        if (amsgrad) s.tensors["max_exp_avg_sq"] = zeros_like(p.detach());
+        s.step = 0;
+      }
+      s.has_step = true;
+      s.step += 1;
+      Tensor param = p.detach();
+      Tensor& m = s.tensors["exp_avg"];
+      Tensor& v = s.tensors["exp_avg_sq"];
+      if (weight_decay != 0.0) param.mul_(1.0 - lr * weight_decay);
+      m.mul_(beta1).add_(grad, 1.0 - beta1);
+      v.mul_(beta2).add_(mul(grad, grad), 1.0 - beta2);
+      const double t = static_cast<double>(s.step);
+      const double bias_correction1 = 1.0 - std::pow(beta1, t);
+      const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
+      Tensor second = v;
+      if (amsgrad) {
+        auto it = s.tensors.find("max_exp_avg_sq");
+        if (it == s.tensors.end()) it = s.tensors.emplace("max_exp_avg_sq", zeros_like(v)).first;
+        it->second.copy_(maximum(it->second, v));
+        second = it->second;
+      }
+      Tensor denom = add(div(sqrt(second), bias_correction2_sqrt), eps);
+      param.add_(div(m, denom), -lr / bias_correction1);
+    }
+  }
+}
+
+}  // namespace petal::optim

@@ -1,0 +1,58 @@
+// SGD step (torch.optim.SGD semantics, see the header), composed from core ops under
+// NoGradGuard. Parameters without a gradient are skipped.
+#include <petal/optim/sgd.h>
+
+#include <petal/autograd.h>
+#include <petal/ops.h>
+
+namespace petal::optim {
+
+static std::map<std::string, double> sgd_defaults(const SGDOptions& o) {
+  PETAL_CHECK(o.lr >= 0.0, "SGD: invalid learning rate ", o.lr);
+  PETAL_CHECK(o.momentum >= 0.0, "SGD: invalid momentum ", o.momentum);
+  PETAL_CHECK(o.weight_decay >= 0.0, "SGD: invalid weight_decay ", o.weight_decay);
+  PETAL_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0),
+              "SGD: nesterov momentum requires a momentum and zero dampening");
+  return {{"lr", o.lr},
+          {"momentum", o.momentum},
+          {"dampening", o.dampening},
+          {"weight_decay", o.weight_decay},
+          {"nesterov", o.nesterov ? 1.0 : 0.0}};
+}
+
+SGD::SGD(std::vector<Tensor> params, const SGDOptions& o)
+    : Optimizer({ParamGroup(std::move(params))}, sgd_defaults(o), "SGD") {}
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& o) : Optimizer(std::move(groups), sgd_defaults(o), "SGD") {}
+
+void SGD::step() {
+  NoGradGuard ng;
+  size_t flat = 0;
+  for (auto& group : param_groups()) {
+    const double lr = group.get("lr"), momentum = group.get("momentum"), dampening = group.get("dampening"),
+                 weight_decay = group.get("weight_decay");
+    const bool nesterov = group.get("nesterov") != 0.0;
+    for (auto& p : group.params) {
+      const size_t i = flat++;
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;
+      Tensor d = grad;
+      if (weight_decay != 0.0) d = add(d, p.detach(), weight_decay);
+      if (momentum != 0.0) {
+        ParamState& s = state_at(i, p);
+        auto it = s.tensors.find("momentum_buffer");
+        if (it == s.tensors.end()) {
+          Tensor buf = d.clone();
+          s.tensors["momentum_buffer"] = buf;
+          it = s.tensors.find("momentum_buffer");
+        } else {
+          it->second.mul_(momentum).add_(d, 1.0 - dampening);
+        }
+        d = nesterov ? add(d, it->second, momentum) : it->second;
+      }
+      Tensor target = p.detach();
+      target.add_(d, -lr);
+    }
+  }
+}
+
+}  // namespace petal::optim
