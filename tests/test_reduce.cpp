@@ -185,6 +185,33 @@ TEST_CASE("max/argmax: ties pick the first index, NaN propagates", "[reduce]") {
   CHECK(argmax(y, 1).tolist<int64_t>() == std::vector<int64_t>{1, 1});
   CHECK(std::isnan(min(y).item()));
   CHECK(std::isnan(sum(y, {1}).tolist<double>()[0]));
+  // Reducing dim 0 of a wide matrix walks whole rows at once (kernel's column schedule).
+  std::vector<float> v(3 * 9);
+  for (size_t k = 0; k < v.size(); ++k) v[k] = static_cast<float>((k * 7) % 5);
+  v[1 * 9 + 2] = nan;           // column 2: NaN in the middle
+  v[0 * 9 + 5] = v[2 * 9 + 5] = 9.f;  // column 5: tie between rows 0 and 2
+  Tensor w = tensor(v, {3, 9}).to(d);
+  auto wmax = max(w, 0).tolist<double>();
+  auto wam = argmax(w, 0).tolist<int64_t>();
+  auto wamin = argmin(w, 0).tolist<int64_t>();
+  for (int64_t c = 0; c < 9; ++c) {
+    INFO("column " << c);
+    if (c == 2) {
+      CHECK(std::isnan(wmax[c]));
+      CHECK(wam[c] == 1);
+      CHECK(wamin[c] == 1);
+      continue;
+    }
+    int64_t best = 0, worst = 0;
+    for (int64_t r = 1; r < 3; ++r) {
+      if (v[r * 9 + c] > v[best * 9 + c]) best = r;
+      if (v[r * 9 + c] < v[worst * 9 + c]) worst = r;
+    }
+    CHECK(wmax[c] == v[best * 9 + c]);
+    CHECK(wam[c] == best);
+    CHECK(wamin[c] == worst);
+  }
+  CHECK(wam[5] == 0);
 }
 
 TEST_CASE("sum of integers and bools gives int64; mean/var need floating", "[reduce]") {

@@ -1,5 +1,5 @@
 // End-to-end: the vit_flowers program's own training flow (examples/vit_flowers/trainer.cpp
-// is compiled into this test) on a tiny generated flower set: a 16-pixel, one-block ViT
+// is compiled into this test) on a tiny generated flower set: a 16-pixel, two-block, 48-wide ViT
 // must learn (training loss falls, validation accuracy clearly above the 20% of chance),
 // write its checkpoints and class index, predict from the best checkpoint alone, and
 // resume from the last checkpoint.
@@ -17,15 +17,15 @@ namespace {
 
 vit_flowers::TrainConfig tiny_config(const std::string& out) {
   vit_flowers::TrainConfig c;
-  c.synthetic_per_class = 16;
+  c.synthetic_per_class = 40;
   c.synthetic_size = 20;
   c.model = "vit_tiny";
   c.img_size = 16;
   c.patch_size = 4;
-  c.width = 32;
-  c.depth = 1;
-  c.heads = 2;
-  c.epochs = 8;
+  c.width = 48;
+  c.depth = 2;
+  c.heads = 3;
+  c.epochs = 10;
   c.batch_size = 16;
   c.optimizer = "adamw";
   c.lr = 3e-3;
@@ -58,17 +58,17 @@ TEST_CASE("vit_flowers trains a tiny ViT on synthetic flowers, predicts and resu
   std::ostringstream log;
   vit_flowers::TrainResult r = vit_flowers::train(config, log);
   INFO(log.str());
-  REQUIRE(r.history.size() == 8);
-  CHECK(r.train_images == 5 * 13);
-  CHECK(r.val_images == 5 * 3);
+  REQUIRE(r.history.size() == 10);
+  CHECK(r.train_images == 5 * 32);
+  CHECK(r.val_images == 5 * 8);
   for (const auto& e : r.history) {
     REQUIRE(std::isfinite(e.train_loss));
     REQUIRE(std::isfinite(e.val_loss));
   }
   // It learns: loss falls well below its start, and validation accuracy beats chance (0.2).
-  CHECK(r.history.back().train_loss < 0.85 * r.history.front().train_loss);
-  CHECK(r.history.back().train_acc > 0.4);
-  CHECK(r.best_val_acc >= 0.4);
+  CHECK(r.history.back().train_loss < 0.75 * r.history.front().train_loss);
+  CHECK(r.history.back().train_acc > 0.45);
+  CHECK(r.best_val_acc >= 0.45);
 
   REQUIRE(fs::exists(r.best_checkpoint));
   REQUIRE(fs::exists(r.last_checkpoint));
@@ -88,13 +88,13 @@ TEST_CASE("vit_flowers trains a tiny ViT on synthetic flowers, predicts and resu
   CHECK_THROWS_WITH(vit_flowers::predict(r.best_checkpoint, out.path + "/missing.jpg"), Catch::Contains("missing.jpg"));
 
   // Resuming the last checkpoint with more epochs continues where it stopped.
-  config.epochs = 9;
+  config.epochs = 11;
   config.resume = r.last_checkpoint;
   std::ostringstream log2;
   vit_flowers::TrainResult r2 = vit_flowers::train(config, log2);
   INFO(log2.str());
   REQUIRE(r2.history.size() == 1);
-  CHECK(r2.history[0].epoch == 8);
+  CHECK(r2.history[0].epoch == 10);
   CHECK(std::isfinite(r2.history[0].train_loss));
 }
 

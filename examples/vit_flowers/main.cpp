@@ -47,7 +47,7 @@ in a few minutes on a 2-core CPU):
   --val-ratio R          validation fraction per class                    [0.2]
   --weights FILE         pretrained timm vit_*_patch16_224 safetensors
   --freeze-layers        train only the classifier head
-  --device D             cpu | sim | cuda[:N]                             [cpu]
+  --device D             cpu | sim | cuda[:N] | auto (cuda if usable)    [cpu]
   --workers N            data loader threads                              [2]
   --out DIR              checkpoints, class_indices.json, generated data  [runs/vit_flowers]
   --resume CKPT          continue from a checkpoint-last.safetensors

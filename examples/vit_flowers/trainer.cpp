@@ -118,6 +118,15 @@ PassStats run_pass(nn::ViT& model, const data::DataLoader& loader, int64_t epoch
   return {loss_sum / seen, static_cast<double>(correct) / seen};
 }
 
+}  // namespace
+
+Device resolve_device(const std::string& name) {
+  if (name == "auto") return cuda::is_available() ? Device("cuda") : kCPU;
+  return Device(name);
+}
+
+namespace {
+
 std::string fmt(double v, int precision = 4) {
   std::ostringstream os;
   os << std::setprecision(precision) << v;
@@ -231,7 +240,7 @@ std::vector<std::string> read_class_indices(const std::string& path) {
 
 TrainResult train(const TrainConfig& config, std::ostream& log) {
   const double t_start = now_seconds();
-  const Device device(config.device);
+  const Device device = resolve_device(config.device);
   PETAL_CHECK(config.epochs > 0 && config.batch_size > 0, "vit_flowers: --epochs and --batch-size must be positive");
   fs::create_directories(config.out_dir);
   manual_seed(config.seed);
@@ -396,7 +405,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
 std::vector<std::pair<std::string, double>> predict(const std::string& checkpoint, const std::string& image,
                                                     const std::string& class_indices, int64_t top_k,
                                                     const std::string& device_name) {
-  const Device device(device_name);
+  const Device device = resolve_device(device_name);
   nn::TrainingCheckpoint ck = nn::read_checkpoint(checkpoint);
   auto cfg_it = ck.extra.find("model_config");
   PETAL_CHECK(cfg_it != ck.extra.end(), "vit_flowers predict: '", checkpoint,

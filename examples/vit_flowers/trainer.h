@@ -45,7 +45,7 @@ struct TrainConfig {
   double clip_grad = 0.0;              ///< max global grad norm; 0: off
   int64_t warmup_epochs = 0;           ///< linear warmup epochs before the cosine
   // ---- run
-  std::string device = "cpu";
+  std::string device = "cpu";          ///< cpu | sim | cuda[:N] | auto (cuda when usable)
   std::string out_dir = "runs/vit_flowers";
   std::string resume;                  ///< checkpoint to resume from
   uint64_t seed = 0;
@@ -68,6 +68,9 @@ struct TrainResult {
 
 /// The ViT configuration a TrainConfig asks for (preset + overrides), for num_classes.
 petal::nn::ViTConfig model_config(const TrainConfig& config, int64_t num_classes);
+
+/// "auto" -> cuda when a GPU is usable, else cpu; other names as petal::Device parses them.
+petal::Device resolve_device(const std::string& name);
 
 /// Runs the whole training flow, printing progress to log.
 TrainResult train(const TrainConfig& config, std::ostream& log);

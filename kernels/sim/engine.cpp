@@ -177,17 +177,23 @@ struct Thread : ThreadView {
 struct PooledStack {
   Thread* owner;
   ctx::stack_context allocate() {
+    // Stacks are a multiple of 4 KiB apart, so their tops would all fall into the same cache
+    // sets; starting each a different multiple of 256 bytes below the top spreads them.
+    static constexpr size_t kColors = 16, kColorBytes = 256;
+    thread_local size_t next_color = 0;
+    const size_t color = (next_color++ % kColors) * kColorBytes;
     void* base = tls_stacks.take();
     ctx::stack_context sc;
-    sc.size = settings().stack_bytes;
-    sc.sp = static_cast<char*>(base) + StackCache::mapping_bytes();
+    sc.size = settings().stack_bytes - color;
+    sc.sp = static_cast<char*>(base) + StackCache::mapping_bytes() - color;
 #ifdef PETAL_SIM_ASAN
     owner->stack_bottom = static_cast<char*>(base) + StackCache::page();
 #endif
     return sc;
   }
   void deallocate(ctx::stack_context& sc) noexcept {
-    tls_stacks.give(static_cast<char*>(sc.sp) - StackCache::mapping_bytes());
+    // sp - size is the bottom of the usable stack, one guard page above the mapping.
+    tls_stacks.give(static_cast<char*>(sc.sp) - sc.size - StackCache::page());
   }
 };
 

@@ -1,7 +1,7 @@
 // Measures what a simulated launch costs (prints numbers, asserts nothing; quoted in
 // docs/simulator.md): an empty kernel, a kernel with barriers, and a warp-shuffle reduction,
-// for a few block sizes, on 1 host thread and on the default number.
-#include <chrono>
+// for a few block sizes, on 1 host thread and on the default number; CPU time, not wall time.
+#include <ctime>
 #include <cstdio>
 #include <vector>
 
@@ -31,11 +31,19 @@ __global__ void shuffle_kernel(float* out) {
   out[blockIdx.x * blockDim.x + threadIdx.x] = v;
 }
 
+// CPU time of the whole process (all host threads): on a loaded machine it is a steadier
+// measure of the simulator's own cost than wall time.
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 template <typename F>
 double seconds(F&& f) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = cpu_seconds();
   f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return cpu_seconds() - t0;
 }
 
 }  // namespace
@@ -44,7 +52,8 @@ int main() {
   using petal::sim::launch;
   const unsigned blocks = 256;
   std::vector<float> out(blocks * 1024);
-  for (int threads : {1, petal::sim::host_threads()}) {
+  const int default_threads = petal::sim::host_threads();
+  for (int threads : {1, default_threads}) {
     petal::sim::set_host_threads(threads);
     std::printf("host threads: %d, fiber stack %zu KiB\n", threads, petal::sim::fiber_stack_bytes() / 1024);
     for (unsigned bs : {32u, 256u, 1024u}) {
