@@ -9,7 +9,8 @@
 # recipe (ViT-B/16 at 224 px, SGD, 10 epochs). Without it, petal generates synthetic flower
 # photos and trains a small ViT on them: a few minutes on a 2-core CPU.
 # Environment: PETAL_DEVICE (auto|cpu|sim|cuda, default auto: cuda when a GPU is usable),
-# PETAL_OUT (output folder, default runs/vit_flowers), JOBS (build parallelism).
+# PETAL_OUT (output folder, default runs/vit_flowers), PETAL_BUILD_DIR (default
+# build/release), JOBS (build parallelism).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,16 +26,17 @@ fi
 out="${PETAL_OUT:-runs/vit_flowers}"
 device="${PETAL_DEVICE:-auto}"
 jobs="${JOBS:-$(nproc)}"
+build="${PETAL_BUILD_DIR:-build/release}"
 
 bash scripts/install-deps.sh
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 export PATH="$PATH:/usr/local/cuda/bin"
 
-echo "== build (build/release, target vit_flowers)"
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
-cmake --build build/release -j "$jobs" --target vit_flowers
-bin=build/release/examples/vit_flowers/vit_flowers
+echo "== build ($build, target vit_flowers)"
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
+cmake --build "$build" -j "$jobs" --target vit_flowers
+bin="$build/examples/vit_flowers/vit_flowers"
 
 echo "== train"
 args=(train --out "$out" --device "$device")

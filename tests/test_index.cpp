@@ -188,11 +188,11 @@ TEST_CASE("one_hot", "[index]") {
   for (int i = 0; i < 6; ++i) expected[i * 5 + lv[i]] = 1;
   CHECK(oh.tolist<int64_t>() == expected);
   CHECK(one_hot(labels, -1).shape() == Shape{2, 3, 5});
-  CHECK_THROWS_WITH(one_hot(labels, 4), Catch::Contains("one_hot") && Catch::Contains("class value 4") &&
-                                             Catch::Contains("num_classes 4"));
+  CHECK_THROWS_WITH(one_hot(labels, 4),
+                    Catch::Contains("one_hot") && Catch::Contains("class value 4") && Catch::Contains("num_classes 4"));
   CHECK_THROWS_WITH(one_hot(tensor(std::vector<int64_t>{0, -1}).to(d), 3), Catch::Contains("class value -1"));
-  CHECK_THROWS_WITH(one_hot(random_input({3}, 1, DType::f32, d), 3), Catch::Contains("one_hot") &&
-                                                                         Catch::Contains("float32"));
+  CHECK_THROWS_WITH(one_hot(random_input({3}, 1, DType::f32, d), 3),
+                    Catch::Contains("one_hot") && Catch::Contains("float32"));
 }
 
 TEST_CASE("index errors name the op, the bad index and the dim size", "[index]") {
@@ -204,9 +204,8 @@ TEST_CASE("index errors name the op, the bad index and the dim size", "[index]")
   CHECK_THROWS_WITH(index_select(x, 0, tensor({1.f})), Catch::Contains("index_select") && Catch::Contains("float32"));
   CHECK_THROWS_WITH(gather(x, 1, tensor(std::vector<int64_t>{0, 3}, {1, 2})),
                     Catch::Contains("gather: index 3 is out of bounds for dim 1 with size 3"));
-  CHECK_THROWS_WITH(gather(x, 1, tensor(std::vector<int64_t>{0, 1})), Catch::Contains("gather") &&
-                                                                          Catch::Contains("[2]") &&
-                                                                          Catch::Contains("[5, 3]"));
+  CHECK_THROWS_WITH(gather(x, 1, tensor(std::vector<int64_t>{0, 1})),
+                    Catch::Contains("gather") && Catch::Contains("[2]") && Catch::Contains("[5, 3]"));
   CHECK_THROWS_WITH(scatter_add(x, 0, tensor(std::vector<int64_t>{9}, {1, 1}), x),
                     Catch::Contains("scatter_add: index 9 is out of bounds for dim 0 with size 5"));
   CHECK_THROWS_WITH(scatter_add(x, 0, tensor(std::vector<int64_t>{0}, {1, 1}), x.to(DType::f64)),
@@ -240,7 +239,8 @@ TEST_CASE("index kernels write every element and accumulate repeats", "[index]")
     std::vector<int64_t> iv = {8, 0, 8, 3, 1};
     for (int64_t a = 0; a < 4; ++a)
       for (int64_t i = 0; i < 5; ++i)
-        for (int64_t c = 0; c < 5; ++c) expected.data<double>()[(a * 9 + iv[i]) * 5 + c] += s.data<double>()[(a * 5 + i) * 5 + c];
+        for (int64_t c = 0; c < 5; ++c)
+          expected.data<double>()[(a * 9 + iv[i]) * 5 + c] += s.data<double>()[(a * 5 + i) * 5 + c];
   }
   be.index_add(view(acc), 1, view(idx), view(src));
   check_close(acc, expected, -1, "index_add kernel");

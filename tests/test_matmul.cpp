@@ -81,9 +81,18 @@ TEST_CASE("matmul matches a float64 reference", "[matmul]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   const std::vector<std::pair<Shape, Shape>> cases = {
-      {{5}, {5}},           {{4, 8}, {8}},           {{8}, {8, 3}},           {{1, 1}, {1, 1}},
-      {{7, 33}, {33, 5}},   {{2, 3, 4, 5}, {5, 6}},  {{3, 1, 4, 5}, {2, 5, 6}}, {{4, 5}, {3, 5, 6}},
-      {{2, 7, 9}, {2, 9, 1}}, {{9}, {3, 9, 4}},      {{3, 2, 9}, {9}},        {{1, 197, 7}, {7, 13}},
+      {{5}, {5}},
+      {{4, 8}, {8}},
+      {{8}, {8, 3}},
+      {{1, 1}, {1, 1}},
+      {{7, 33}, {33, 5}},
+      {{2, 3, 4, 5}, {5, 6}},
+      {{3, 1, 4, 5}, {2, 5, 6}},
+      {{4, 5}, {3, 5, 6}},
+      {{2, 7, 9}, {2, 9, 1}},
+      {{9}, {3, 9, 4}},
+      {{3, 2, 9}, {9}},
+      {{1, 197, 7}, {7, 13}},
   };
   uint64_t seed = 50;
   for (const auto& [sa, sb] : cases) {
@@ -179,7 +188,8 @@ TEST_CASE("matmul errors name the op and the shapes", "[matmul]") {
                     Catch::Contains("matmul") && Catch::Contains("[2, 3, 4]") && Catch::Contains("[5, 4, 2]"));
   CHECK_THROWS_WITH(matmul(a, random_input({8, 3}, 2, DType::f64)),
                     Catch::Contains("matmul") && Catch::Contains("float32") && Catch::Contains("float64"));
-  CHECK_THROWS_WITH(matmul(scalar_tensor(1.0), a), Catch::Contains("matmul") && Catch::Contains("at least 1 dimension"));
+  CHECK_THROWS_WITH(matmul(scalar_tensor(1.0), a),
+                    Catch::Contains("matmul") && Catch::Contains("at least 1 dimension"));
   Tensor i = arange(int64_t(4)).reshape({2, 2});
   CHECK_THROWS_WITH(matmul(i, i), Catch::Contains("matmul") && Catch::Contains("int64"));
 }
@@ -196,5 +206,6 @@ TEST_CASE("matmul gradients", "[matmul][grad]") {
   CHECK(gradcheck(mm, {random_input({3, 4}, 19), random_input({2, 4, 2}, 20)}));
   CHECK(gradcheck(mm, {random_input({2, 1, 3, 4}, 11), random_input({3, 4, 2}, 12)}));
   CHECK(gradcheck(mm, {random_input({3}, 13), random_input({2, 3, 2}, 14)}));
-  CHECK(gradcheck([](const V& v) { return matmul(v[0].t(), v[1]); }, {random_input({4, 3}, 15), random_input({4, 2}, 16)}));
+  CHECK(gradcheck([](const V& v) { return matmul(v[0].t(), v[1]); },
+                  {random_input({4, 3}, 15), random_input({4, 2}, 16)}));
 }

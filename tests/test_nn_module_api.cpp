@@ -210,4 +210,6 @@ TEST_CASE("Sequential chains its modules", "[nn][module]") {
   REQUIRE(names_of(seq.named_parameters()) ==
           std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"});
   CHECK_THROWS_AS(nn::make_activation("swish"), Error);
+  REQUIRE(seq.named_modules().size() == 4);  // a local module lists itself without owning
+  REQUIRE(seq.named_modules()[0].second.get() == &seq);
 }

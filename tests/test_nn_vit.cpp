@@ -267,3 +267,35 @@ TEST_CASE("full-size ViT presets train a few steps", "[.][vit_full]") {
     CHECK(losses.back() < losses.front());
   }
 }
+
+TEST_CASE("ViT gradcheck with respect to the images (both layouts, float64)", "[nn][vit][grad]") {
+  for (bool timm_layout : {true, false}) {
+    INFO((timm_layout ? "timm layout" : "seed layout"));
+    nn::ViTConfig c = tiny_config();
+    c.img_size = 8;
+    c.patch_size = 4;
+    c.width = 8;
+    c.depth = 1;
+    if (!timm_layout) c = [&] {
+      nn::ViTConfig s = c;
+      s.class_token_first = false;
+      s.operation_order = {"self_attn", "norm", "ffn", "norm"};
+      s.activation = "gelu_tanh";  // smooth, unlike relu, for finite differences
+      s.patch_norm = true;
+      s.final_norm = false;
+      return s;
+    }();
+    manual_seed(31);
+    auto vit = std::make_shared<nn::ViT>(c);
+    vit->to(DType::f64);
+    {
+      // Larger weights than the .02 init so every path contributes visibly.
+      NoGradGuard ng;
+      for (auto& [n, p] : vit->named_parameters())
+        if (n.find("weight") != std::string::npos && p.dim() == 2) p.mul_(10.0);
+    }
+    vit->eval();
+    REQUIRE(petal::testing::gradcheck([&](const std::vector<Tensor>& in) { return vit->forward(in[0]); },
+                                      {random_input({1, 3, 8, 8}, 32)}));
+  }
+}

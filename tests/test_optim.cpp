@@ -263,3 +263,28 @@ TEST_CASE("clip_grad_norm: torch semantics", "[optim]") {
   REQUIRE(optim::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(l1).epsilon(1e-6));
   REQUIRE(optim::clip_grad_norm({c}, 1.0) == 0.0);
 }
+
+TEST_CASE("an optimizer built before Module::to keeps updating the moved parameters", "[optim][nn]") {
+  for (const auto& dev : petal::testing::test_devices()) {
+    INFO(dev);
+    manual_seed(21);
+    auto a = std::make_shared<nn::Linear>(4, 3);
+    manual_seed(21);
+    auto b = std::make_shared<nn::Linear>(4, 3);  // reference: stays on the cpu
+    optim::SGD opt_a(a->parameters(), optim::SGDOptions{0.1, 0.9});
+    optim::SGD opt_b(b->parameters(), optim::SGDOptions{0.1, 0.9});
+    Tensor x = random_input({5, 4}, 22).to(DType::f32);
+    for (int t = 0; t < 4; ++t) {
+      if (t == 2) a->to(Device(dev));  // after the momentum buffers exist
+      for (auto* m : {a.get(), b.get()}) {
+        m->zero_grad();
+        sum(square(m->forward(x.to(m->weight.device())))).backward();
+      }
+      opt_a.step();
+      opt_b.step();
+    }
+    REQUIRE(a->weight.device() == Device(dev));
+    check_close(a->weight, b->weight.to(DType::f64), 1e-6, "moved weight");
+    REQUIRE(opt_a.state_dict().tensors.at("state.0.momentum_buffer").device() == Device(dev));
+  }
+}

@@ -31,8 +31,10 @@ Tensor ref_reduce(const Tensor& x_in, std::vector<int64_t> dims, bool keepdim, K
   Shape out_shape, kept_shape;
   for (int64_t d = 0; d < nd; ++d) {
     if (!reduced(d)) kept_shape.push_back(x.shape()[d]);
-    if (!reduced(d)) out_shape.push_back(x.shape()[d]);
-    else if (keepdim) out_shape.push_back(1);
+    if (!reduced(d))
+      out_shape.push_back(x.shape()[d]);
+    else if (keepdim)
+      out_shape.push_back(1);
   }
   int64_t outputs = 1;
   for (auto s : kept_shape) outputs *= s;
@@ -93,9 +95,18 @@ struct ReduceCase {
 
 std::vector<ReduceCase> reduce_cases() {
   return {
-      {{7}, {}},          {{1}, {0}},          {{33, 5}, {0}},     {{33, 5}, {1}},        {{3, 197}, {-1}},
-      {{3, 197}, {}},     {{4, 7, 9}, {0, 2}}, {{4, 7, 9}, {1}},   {{4, 7, 9}, {2, 0, 1}}, {{2, 1, 33}, {0}},
-      {{5, 6, 7, 3}, {1, 3}}, {{1025}, {0}},
+      {{7}, {}},
+      {{1}, {0}},
+      {{33, 5}, {0}},
+      {{33, 5}, {1}},
+      {{3, 197}, {-1}},
+      {{3, 197}, {}},
+      {{4, 7, 9}, {0, 2}},
+      {{4, 7, 9}, {1}},
+      {{4, 7, 9}, {2, 0, 1}},
+      {{2, 1, 33}, {0}},
+      {{5, 6, 7, 3}, {1, 3}},
+      {{1025}, {0}},
   };
 }
 
@@ -112,8 +123,8 @@ TEST_CASE("sum, mean and var match float64 references", "[reduce]") {
   for (const auto& c : reduce_cases()) {
     Tensor x = random_input(c.shape, seed++, dt, dev_of(dev));
     if (noncontig) x = non_contiguous_copy(x);
-    INFO("shape " << shape_str(c.shape) << " dims " << shape_str(c.dims) << " dtype " << dtype_name(dt) << " on "
-                  << dev << (noncontig ? " (non-contiguous)" : "") << " keepdim " << keepdim);
+    INFO("shape " << shape_str(c.shape) << " dims " << shape_str(c.dims) << " dtype " << dtype_name(dt) << " on " << dev
+                  << (noncontig ? " (non-contiguous)" : "") << " keepdim " << keepdim);
     Tensor s = sum(x, c.dims, keepdim);
     CHECK(s.dtype() == dt);
     check_close(s, ref_reduce(x, c.dims, keepdim, Kind::Sum), -1, "sum");
@@ -188,7 +199,7 @@ TEST_CASE("max/argmax: ties pick the first index, NaN propagates", "[reduce]") {
   // Reducing dim 0 of a wide matrix walks whole rows at once (kernel's column schedule).
   std::vector<float> v(3 * 9);
   for (size_t k = 0; k < v.size(); ++k) v[k] = static_cast<float>((k * 7) % 5);
-  v[1 * 9 + 2] = nan;           // column 2: NaN in the middle
+  v[1 * 9 + 2] = nan;                 // column 2: NaN in the middle
   v[0 * 9 + 5] = v[2 * 9 + 5] = 9.f;  // column 5: tie between rows 0 and 2
   Tensor w = tensor(v, {3, 9}).to(d);
   auto wmax = max(w, 0).tolist<double>();

@@ -44,9 +44,9 @@ TEST_CASE("softmax and log_softmax match float64 references", "[softmax]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   auto noncontig = GENERATE(false, true);
-  const std::vector<std::pair<Shape, int64_t>> cases = {
-      {{1}, 0}, {{7}, 0}, {{5, 33}, -1}, {{3, 197}, 1}, {{4, 7, 9}, 0}, {{4, 7, 9}, 1}, {{4, 7, 9}, 2}, {{2, 1025}, 1},
-      {{6, 1}, 1}};
+  const std::vector<std::pair<Shape, int64_t>> cases = {{{1}, 0},       {{7}, 0},       {{5, 33}, -1},
+                                                        {{3, 197}, 1},  {{4, 7, 9}, 0}, {{4, 7, 9}, 1},
+                                                        {{4, 7, 9}, 2}, {{2, 1025}, 1}, {{6, 1}, 1}};
   uint64_t seed = 30;
   for (const auto& [shape, dim] : cases) {
     Tensor x = mul(random_input(shape, seed++, dt, Device(dev)), 3.0);

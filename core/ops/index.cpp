@@ -195,12 +195,11 @@ Tensor scatter_add(const Tensor& self, int64_t dim_in, const Tensor& index, cons
               shape_str(self.shape()), ") and src (", dtype_name(src.dtype()), ", shape ", shape_str(src.shape()),
               ") must have the same dtype");
   const int64_t dim = detail::wrap_dim(op, dim_in, self.dim());
-  PETAL_CHECK(index.dim() == self.dim() && src.dim() == self.dim(), op, ": self ", shape_str(self.shape()),
-              ", index ", shape_str(index.shape()), " and src ", shape_str(src.shape()),
-              " must have the same number of dims");
+  PETAL_CHECK(index.dim() == self.dim() && src.dim() == self.dim(), op, ": self ", shape_str(self.shape()), ", index ",
+              shape_str(index.shape()), " and src ", shape_str(src.shape()), " must have the same number of dims");
   for (int64_t d = 0; d < self.dim(); ++d) {
-    PETAL_CHECK(index.shape()[d] <= src.shape()[d], op, ": index ", shape_str(index.shape()),
-                " is larger than src ", shape_str(src.shape()), " in dim ", d);
+    PETAL_CHECK(index.shape()[d] <= src.shape()[d], op, ": index ", shape_str(index.shape()), " is larger than src ",
+                shape_str(src.shape()), " in dim ", d);
     PETAL_CHECK(d == dim || index.shape()[d] <= self.shape()[d], op, ": index ", shape_str(index.shape()),
                 " is larger than self ", shape_str(self.shape()), " in dim ", d);
   }
@@ -225,7 +224,8 @@ Tensor scatter_add(const Tensor& self, int64_t dim_in, const Tensor& index, cons
     if (gsrc.shape() != src_shape) {
       Tensor full_grad = zeros(src_shape, TensorOptions(g.dtype(), g.device()));
       Tensor corner = full_grad;
-      for (size_t d = 0; d < index_shape.size(); ++d) corner = corner.narrow(static_cast<int64_t>(d), 0, index_shape[d]);
+      for (size_t d = 0; d < index_shape.size(); ++d)
+        corner = corner.narrow(static_cast<int64_t>(d), 0, index_shape[d]);
       corner.copy_(gsrc);
       gsrc = full_grad;
     }

@@ -173,8 +173,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_same_device(op, a, b);
   PETAL_CHECK(a.dtype() == b.dtype(), op, ": expected both tensors to have the same dtype, got ", dtype_name(a.dtype()),
               " (shape ", shape_str(as), ") and ", dtype_name(b.dtype()), " (shape ", shape_str(bs), ")");
-  PETAL_CHECK(is_floating(a.dtype()), op, ": expected floating point tensors, got ", dtype_name(a.dtype()),
-              " (shapes ", shape_str(as), " and ", shape_str(bs), ")");
+  PETAL_CHECK(is_floating(a.dtype()), op, ": expected floating point tensors, got ", dtype_name(a.dtype()), " (shapes ",
+              shape_str(as), " and ", shape_str(bs), ")");
   // Promote 1-D operands to matrices.
   Tensor a2 = a.dim() == 1 ? restrided(a, {1, as[0]}, {0, a.strides()[0]}) : a.detach();
   Tensor b2 = b.dim() == 1 ? restrided(b, {bs[0], 1}, {b.strides()[0], 0}) : b.detach();
@@ -203,10 +203,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (autograd::needs_grad({a, b})) {
     const Shape c_shape = c.shape(), a2_shape = a2.shape(), b2_shape = b2.shape();
     const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    autograd::record(op, out, {a, b}, [a2, b2, batch, c_shape, a2_shape, b2_shape, as, bs, need_a, need_b](const Tensor& g) {
+    const Shape a_shape = as, b_shape = bs;
+    autograd::record(op, out, {a, b}, [=](const Tensor& g) {
       Tensor gc = g.contiguous().reshape(c_shape);
       Tensor ga, gb;
-      if (need_a) ga = sum_to(matmul_kernel(gc, transpose_last(b2), batch), a2_shape).reshape(as);
+      if (need_a) ga = sum_to(matmul_kernel(gc, transpose_last(b2), batch), a2_shape).reshape(a_shape);
       if (need_b) {
         bool b_shared = true;
         for (size_t i = 0; i + 2 < b2_shape.size(); ++i) b_shared = b_shared && b2_shape[i] == 1;
@@ -215,9 +216,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
           // dB = A_rows^T dC_rows, instead of per-batch products summed afterwards.
           const int64_t k = a2_shape.back(), n = c_shape.back();
           Tensor a_rows = a2.reshape({-1, k}), g_rows = gc.reshape({-1, n});
-          gb = matmul_kernel(transpose_last(a_rows), g_rows, {}).reshape(bs);
+          gb = matmul_kernel(transpose_last(a_rows), g_rows, {}).reshape(b_shape);
         } else {
-          gb = sum_to(matmul_kernel(transpose_last(a2), gc, batch), b2_shape).reshape(bs);
+          gb = sum_to(matmul_kernel(transpose_last(a2), gc, batch), b2_shape).reshape(b_shape);
         }
       }
       return std::vector<Tensor>{ga, gb};

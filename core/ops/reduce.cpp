@@ -26,7 +26,8 @@ std::vector<int64_t> reduce_dims(const char* op, const Tensor& x, const std::vec
   }
   for (int64_t d : dims) {
     int64_t w = detail::wrap_dim(op, d, x.dim());
-    PETAL_CHECK(std::find(r.begin(), r.end(), w) == r.end(), op, ": dim ", d, " appears more than once in the list of dims");
+    PETAL_CHECK(std::find(r.begin(), r.end(), w) == r.end(), op, ": dim ", d,
+                " appears more than once in the list of dims");
     if (w < x.dim()) r.push_back(w);
   }
   std::sort(r.begin(), r.end());
@@ -39,8 +40,10 @@ bool contains(const std::vector<int64_t>& v, int64_t d) { return std::find(v.beg
 Shape reduced_shape(const Shape& in, const std::vector<int64_t>& dims, bool keepdim) {
   Shape s;
   for (int64_t d = 0; d < static_cast<int64_t>(in.size()); ++d) {
-    if (!contains(dims, d)) s.push_back(in[d]);
-    else if (keepdim) s.push_back(1);
+    if (!contains(dims, d))
+      s.push_back(in[d]);
+    else if (keepdim)
+      s.push_back(1);
   }
   return s;
 }
@@ -76,8 +79,7 @@ DType sum_dtype(DType t) { return is_floating(t) ? t : DType::i64; }
 
 void check_nonempty(const char* op, const Tensor& x, const std::vector<int64_t>& dims) {
   for (int64_t d : dims)
-    PETAL_CHECK(x.shape()[d] != 0, op, ": cannot reduce over dim ", d, " of size 0 (shape ", shape_str(x.shape()),
-                ")");
+    PETAL_CHECK(x.shape()[d] != 0, op, ": cannot reduce over dim ", d, " of size 0 (shape ", shape_str(x.shape()), ")");
   PETAL_CHECK(x.numel() != 0 || !dims.empty(), op, ": cannot reduce an empty tensor of shape ", shape_str(x.shape()));
 }
 
@@ -132,9 +134,8 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   std::vector<int64_t> dims = reduce_dims("sum", x, dims_in);
   Tensor out = reduce_kernel(ReduceOp::Sum, x, dims, keepdim, sum_dtype(x.dtype()));
   Shape in = x.shape();
-  autograd::record("sum", out, {x}, [in, dims](const Tensor& g) {
-    return std::vector<Tensor>{expand_back(g, in, dims)};
-  });
+  autograd::record("sum", out, {x},
+                   [in, dims](const Tensor& g) { return std::vector<Tensor>{expand_back(g, in, dims)}; });
   return out;
 }
 
@@ -212,8 +213,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
       ok = false;
     }
   }
-  PETAL_CHECK(ok, "sum_to: shape ", shape_str(x.shape()), " cannot be reduced to ", shape_str(shape),
-              " (", shape_str(shape), " does not broadcast to it)");
+  PETAL_CHECK(ok, "sum_to: shape ", shape_str(x.shape()), " cannot be reduced to ", shape_str(shape), " (",
+              shape_str(shape), " does not broadcast to it)");
   if (dims.empty()) return x.reshape(shape);
   return sum(x, dims, true).reshape(shape);
 }

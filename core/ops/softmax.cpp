@@ -5,7 +5,6 @@
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
-
 #include "core/src/internal.h"
 
 namespace petal {

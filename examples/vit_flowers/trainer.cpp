@@ -242,6 +242,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   const double t_start = now_seconds();
   const Device device = resolve_device(config.device);
   PETAL_CHECK(config.epochs > 0 && config.batch_size > 0, "vit_flowers: --epochs and --batch-size must be positive");
+  if (!config.data_dir.empty()) data::ImageFolder check(config.data_dir);  // fail before creating --out
   fs::create_directories(config.out_dir);
   manual_seed(config.seed);
 
@@ -253,11 +254,12 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     so.per_class = config.synthetic_per_class;
     so.size = config.synthetic_size > 0 ? config.synthetic_size : config.img_size * 5 / 4;
     so.seed = config.seed;
+    so.format = config.synthetic_format;
     const double t0 = now_seconds();
     fs::remove_all(root);
     const int64_t n = data::make_synthetic_flowers(root, so);
     log << "no --data given: generated " << n << " synthetic flower images (" << so.per_class << " per class, " << so.size
-        << "x" << so.size << " JPEG) in " << root << " (" << fmt(now_seconds() - t0, 2) << " s)\n";
+        << "x" << so.size << " " << so.format << ") in " << root << " (" << fmt(now_seconds() - t0, 2) << " s)\n";
   }
   data::ImageFolder folder(root);
   TrainResult result;
@@ -386,7 +388,9 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     extra["best_epoch"] = std::to_string(result.best_epoch);
     if (best) nn::save_checkpoint(result.best_checkpoint, model, nullptr, nullptr, epoch + 1, extra);
     nn::save_checkpoint(result.last_checkpoint, model, optimizer.get(), &schedule, epoch + 1, extra);
-    log << "[epoch " << epoch + 1 << "/" << config.epochs << "] lr " << fmt(st.lr) << "  train loss " << fmt(tr.loss)
+    const double lr_end = optimizer->param_groups()[0].lr();
+    const std::string lr_text = per_step ? fmt(st.lr, 3) + ".." + fmt(lr_end, 3) : fmt(st.lr);
+    log << "[epoch " << epoch + 1 << "/" << config.epochs << "] lr " << lr_text << "  train loss " << fmt(tr.loss)
         << " acc " << fmt(tr.acc) << "  |  val loss " << fmt(va.loss) << " acc " << fmt(va.acc) << "  |  "
         << fmt(st.seconds, 3) << " s" << (best ? "  (best, saved)" : "") << "\n"
         << std::flush;

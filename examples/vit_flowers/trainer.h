@@ -22,6 +22,7 @@ struct TrainConfig {
   std::string data_dir;                ///< ImageFolder root; empty: synthetic flowers
   int64_t synthetic_per_class = 100;   ///< images per class when generating
   int64_t synthetic_size = 0;          ///< generated image size; 0: img_size * 5 / 4
+  std::string synthetic_format = "jpg";  ///< "jpg" (like flower_photos) or "png"
   double val_ratio = 0.2;              ///< the seed's read_split_data(val_rate=0.2)
   double min_crop_scale = 0.08;        ///< RandomResizedCrop scale lower bound
   int workers = 2;                     ///< DataLoader threads

@@ -42,8 +42,7 @@ template <typename F>
 void for_each_batch(const GemmArgs& g, F&& f) {
   // Enough matrices to share out, or too small for BLAS threading to pay: one thread per
   // matrix (attention's per-head products land here).
-  if (g.batch > 1 && (g.batch >= omp_get_max_threads() || g.m * g.n * g.k < kSmallGemmFlops) &&
-      !omp_in_parallel()) {
+  if (g.batch > 1 && (g.batch >= omp_get_max_threads() || g.m * g.n * g.k < kSmallGemmFlops) && !omp_in_parallel()) {
     parallel_for(g.batch, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, g.m * g.n * g.k)),
                  [&](int64_t b0, int64_t b1) {
                    for (int64_t i = b0; i < b1; ++i) f(i);

@@ -121,7 +121,8 @@ void CpuBackend::gather(const View& out, const View& x, int dim, const View& ind
     T* o = static_cast<T*>(out.data);
     const T* xs = static_cast<const T*>(x.data);
     for_each_row<3>(views, [&](int64_t n, const int64_t* off, const int64_t* st) {
-      for (int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = xs[off[2] + i * st[2] + ix[off[1] + i * st[1]] * dim_stride];
+      for (int64_t i = 0; i < n; ++i)
+        o[off[0] + i * st[0]] = xs[off[2] + i * st[2] + ix[off[1] + i * st[1]] * dim_stride];
     });
   });
 }

@@ -97,8 +97,8 @@ struct OuterWalker {
 };
 
 template <typename T>
-constexpr bool kIsFloat = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bf16_t> ||
-                          std::is_same_v<T, f16_t>;
+constexpr bool kIsFloat =
+    std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>;
 
 // Accumulator: double for floating types; for integers uint64 for sums (wrap-around
 // without signed-overflow UB) and int64 for comparisons.
@@ -179,7 +179,8 @@ inline void fold_run(State<A>& st, const T* p, int64_t n, int64_t s, int64_t fir
       nan |= v != v;
     }
     A best = lane[0];
-    for (int j = 1; j < 8; ++j) best = Op == ReduceOp::Max ? (lane[j] > best ? lane[j] : best) : (lane[j] < best ? lane[j] : best);
+    for (int j = 1; j < 8; ++j)
+      best = Op == ReduceOp::Max ? (lane[j] > best ? lane[j] : best) : (lane[j] < best ? lane[j] : best);
     if (nan) best = std::numeric_limits<A>::quiet_NaN();
     if (st.idx < 0 || better<Op>(best, st.val)) st.val = best;
     st.idx = 0;  // marks "seen"; values-only ops never report an index
@@ -351,11 +352,21 @@ void reduce_op(const View& out, const View& in, int reduced_dims) {
 
 void CpuBackend::reduce(ReduceOp op, const View& out, const View& in, int reduced_dims) {
   switch (op) {
-    case ReduceOp::Sum: reduce_op<ReduceOp::Sum>(out, in, reduced_dims); break;
-    case ReduceOp::Max: reduce_op<ReduceOp::Max>(out, in, reduced_dims); break;
-    case ReduceOp::Min: reduce_op<ReduceOp::Min>(out, in, reduced_dims); break;
-    case ReduceOp::ArgMax: reduce_op<ReduceOp::ArgMax>(out, in, reduced_dims); break;
-    case ReduceOp::ArgMin: reduce_op<ReduceOp::ArgMin>(out, in, reduced_dims); break;
+    case ReduceOp::Sum:
+      reduce_op<ReduceOp::Sum>(out, in, reduced_dims);
+      break;
+    case ReduceOp::Max:
+      reduce_op<ReduceOp::Max>(out, in, reduced_dims);
+      break;
+    case ReduceOp::Min:
+      reduce_op<ReduceOp::Min>(out, in, reduced_dims);
+      break;
+    case ReduceOp::ArgMax:
+      reduce_op<ReduceOp::ArgMax>(out, in, reduced_dims);
+      break;
+    case ReduceOp::ArgMin:
+      reduce_op<ReduceOp::ArgMin>(out, in, reduced_dims);
+      break;
   }
 }
 

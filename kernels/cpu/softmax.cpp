@@ -169,8 +169,8 @@ void CpuBackend::softmax_backward(void* grad_in, const void* grad_out, const voi
                                   int64_t cols, bool log) {
   dispatch_floating(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    softmax_backward_typed<T>(static_cast<T*>(grad_in), static_cast<const T*>(grad_out), static_cast<const T*>(y),
-                              rows, cols, log);
+    softmax_backward_typed<T>(static_cast<T*>(grad_in), static_cast<const T*>(grad_out), static_cast<const T*>(y), rows,
+                              cols, log);
   });
 }
 

@@ -410,45 +410,58 @@ struct MinOp {
 
 // ------------------------------------------------------------------ atomic accumulation
 
-/// Atomically *addr op= v on a 1- or 2-byte element through a CAS loop on its aligned
-/// 32-bit word (there is no native atomic for these widths on every architecture).
+/// Atomically *addr = update(*addr) on a 1-byte element (bool, uint8). The GPU has no
+/// byte-wide atomics: a CAS loop on the element's aligned 32-bit word (always inside the
+/// allocation on a GPU, whose allocations are 256-byte granular). The simulator uses a
+/// byte-wide host CAS instead, since its exact-size allocations (checked by ASan) may end
+/// inside that word.
 template <typename T, typename F>
-__device__ inline void atomic_update_narrow(T* addr, F update) {
-  static_assert(sizeof(T) == 1 || sizeof(T) == 2, "narrow atomics are for 1- and 2-byte types");
+__device__ inline void atomic_update_byte(T* addr, F update) {
+  static_assert(sizeof(T) == 1, "byte atomics are for 1-byte types");
+#ifdef PETAL_SIM_COMPILE
+  T expected, desired;
+  __atomic_load(addr, &expected, __ATOMIC_RELAXED);
+  do {
+    desired = update(expected);
+  } while (!__atomic_compare_exchange(addr, &expected, &desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+#else
   const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
   unsigned int* word = reinterpret_cast<unsigned int*>(a & ~uintptr_t(3));
   const unsigned shift = static_cast<unsigned>(a & 3u) * 8u;
-  const unsigned mask = (sizeof(T) == 1 ? 0xffu : 0xffffu) << shift;
   unsigned int old = *word, assumed;
   do {
     assumed = old;
+    const uint8_t cur_bits = static_cast<uint8_t>((assumed >> shift) & 0xffu);
     T cur;
-    const auto bits = static_cast<typename BitsOf<sizeof(T)>::type>((assumed & mask) >> shift);
-    memcpy(static_cast<void*>(&cur), &bits, sizeof(T));
+    memcpy(&cur, &cur_bits, 1);
     const T next = update(cur);
-    typename BitsOf<sizeof(T)>::type nbits;
-    memcpy(&nbits, &next, sizeof(T));
-    const unsigned replaced = (assumed & ~mask) | (static_cast<unsigned>(nbits) << shift);
+    uint8_t next_bits;
+    memcpy(&next_bits, &next, 1);
+    const unsigned replaced = (assumed & ~(0xffu << shift)) | (static_cast<unsigned>(next_bits) << shift);
     old = atomicCAS(word, assumed, replaced);
   } while (old != assumed);
+#endif
 }
 
-/// Atomically *addr += v for every element type (16-bit floats add in float and round).
+/// Atomically *addr += v for every element type (16-bit floats add in float and round;
+/// native atomics on sm_80+ for all but the 1-byte types).
 template <typename T>
 __device__ inline void atomic_add(T* addr, acc_t<T> v) {
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     atomicAdd(addr, v);
-  } else if constexpr (std::is_same_v<T, double>) {
-    atomicAdd(addr, v);
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    atomicAdd(addr, __float2bfloat16_rn(v));
+  } else if constexpr (std::is_same_v<T, f16>) {
+    atomicAdd(addr, __float2half_rn(v));
   } else if constexpr (std::is_same_v<T, int32_t>) {
     atomicAdd(reinterpret_cast<int*>(addr), static_cast<int>(v));
   } else if constexpr (std::is_same_v<T, int64_t>) {
     // Two's complement addition is the same on unsigned words.
     atomicAdd(reinterpret_cast<unsigned long long*>(addr), static_cast<unsigned long long>(v));
   } else if constexpr (std::is_same_v<T, bool>) {
-    atomic_update_narrow(addr, [v](bool cur) { return static_cast<bool>(cur + v); });
+    atomic_update_byte(addr, [v](bool cur) { return static_cast<bool>(cur + v); });
   } else {
-    atomic_update_narrow(addr, [v](T cur) { return from_acc<T>(to_acc(cur) + v); });
+    atomic_update_byte(addr, [v](T cur) { return static_cast<T>(cur + v); });
   }
 }
 

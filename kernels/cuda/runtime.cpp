@@ -314,7 +314,8 @@ void make_layout(LtLayout& l, cudaDataType_t type, uint64_t rows, uint64_t cols,
   }
 }
 
-void gemm_lt(DeviceState& s, const GemmArgs& g) {
+/// cuBLASLt path; false when cuBLASLt offers no algorithm (the caller falls back to cuBLAS).
+bool gemm_lt(DeviceState& s, const GemmArgs& g) {
   const cudaDataType_t type = cuda_type(g.dtype);
   const size_t es = dtype_size(g.dtype);
   const ColMajor cm = col_major(g);
@@ -353,14 +354,15 @@ void gemm_lt(DeviceState& s, const GemmArgs& g) {
   int found = 0;
   CUBLAS_CHECK("gemm", cublasLtMatmulAlgoGetHeuristic(s.lt, desc.d, la.d, lb.d, lc.d, lc.d, pref.d, 1, &heuristic,
                                                       &found));
-  PETAL_CHECK(found > 0, "cuda gemm: cuBLASLt found no algorithm for ", dtype_name(g.dtype), " batch ", g.batch, " m ",
-              g.m, " n ", g.n, " k ", g.k, " (trans_a ", g.trans_a, ", trans_b ", g.trans_b, ")");
+  if (found == 0) return false;
   const float alpha = static_cast<float>(g.alpha), beta = static_cast<float>(g.beta);
   CUBLAS_CHECK("gemm", cublasLtMatmul(s.lt, desc.d, &alpha, g.b, la.d, g.a, lb.d, &beta, g.c, lc.d, g.c, lc.d,
                                       &heuristic.algo, s.lt_workspace, kLtWorkspaceBytes, s.stream));
+  return true;
 }
 
-/// cuBLAS path: float64 (and any dtype when k == 0, where C = beta * C).
+/// cuBLAS path: float64, k == 0 (C = beta * C), batches that reuse one operand (batch
+/// stride 0), and anything cuBLASLt has no algorithm for.
 void gemm_blas(DeviceState& s, const GemmArgs& g) {
   const cudaDataType_t type = cuda_type(g.dtype);
   const ColMajor cm = col_major(g);
@@ -387,10 +389,8 @@ void rt_gemm(const GemmArgs& args) {
   DeviceState& s = state();
   std::lock_guard<std::mutex> lock(s.blas_mutex);
   ensure_blas(s);
-  if (args.dtype == DType::f64 || args.k == 0)
-    gemm_blas(s, args);
-  else
-    gemm_lt(s, args);
+  const bool shared_operand = args.batch > 1 && (args.stride_a == 0 || args.stride_b == 0);
+  if (args.dtype == DType::f64 || args.k == 0 || shared_operand || !gemm_lt(s, args)) gemm_blas(s, args);
 }
 
 }  // namespace petal::kernels::cuda_impl

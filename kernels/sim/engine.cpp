@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -34,6 +33,7 @@
 #include <petal/error.h>
 
 #include "kernels/sim/sim_cuda.h"
+#include "kernels/sim/worker_pool.h"
 
 #ifdef PETAL_SIM_STATIC_SHARED
 #include <sanitizer/asan_interface.h>
@@ -188,6 +188,9 @@ struct PooledStack {
     sc.sp = static_cast<char*>(base) + StackCache::mapping_bytes() - color;
 #ifdef PETAL_SIM_ASAN
     owner->stack_bottom = static_cast<char*>(base) + StackCache::page();
+    // The previous fiber on this stack left its frames' redzones poisoned (the bottom frame
+    // of a fiber never returns): start from a clean shadow.
+    __asan_unpoison_memory_region(owner->stack_bottom, settings().stack_bytes);
 #endif
     return sc;
   }
@@ -573,76 +576,6 @@ uint64_t run_block(Block& b, const Launch& launch, uint64_t linear_block) {
 
 // ------------------------------------------------------------------ host threads
 
-/// Host threads that run the blocks of a launch; the launching thread takes part too.
-class WorkerPool {
- public:
-  ~WorkerPool() { resize(0); }
-
-  /// Runs work() on `participants` host threads (this one included) and waits for all.
-  template <typename F>
-  void run(int participants, F&& work) {
-    resize(participants - 1);
-    std::function<void()> job(std::forward<F>(work));
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &job;
-      active_ = participants - 1;
-      ++generation_;
-    }
-    wake_.notify_all();
-    job();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return active_ == 0; });
-    job_ = nullptr;
-  }
-
- private:
-  void resize(int n) {
-    if (n < 0) n = 0;
-    if (static_cast<size_t>(n) == workers_.size()) return;
-    if (static_cast<size_t>(n) < workers_.size()) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        stop_ = true;
-      }
-      wake_.notify_all();
-      for (std::thread& w : workers_) w.join();
-      workers_.clear();
-      stop_ = false;
-    }
-    // A new worker starts from the current generation: it must not miss a job posted before
-    // it got to run.
-    while (workers_.size() < static_cast<size_t>(n)) workers_.emplace_back([this, g = generation_] { loop(g); });
-  }
-
-  void loop(uint64_t seen) {
-    for (;;) {
-      std::function<void()>* job;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        job = job_;
-      }
-      (*job)();
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        --active_;
-      }
-      done_.notify_all();
-    }
-  }
-
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable wake_, done_;
-  std::function<void()>* job_ = nullptr;
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-};
-
 std::mutex& launch_mutex() {
   static std::mutex m;
   return m;
@@ -743,8 +676,10 @@ void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t dynami
     }
     switches += local_switches;
   };
-  const int participants = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(host_threads()), nblocks));
-  if (participants <= 1)
+  // Every pool thread takes part (one that finds no block left returns at once): resizing
+  // the pool to each grid would churn threads.
+  const int participants = host_threads();
+  if (participants <= 1 || nblocks <= 1)
     work();
   else
     pool().run(participants, work);

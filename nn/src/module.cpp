@@ -154,7 +154,11 @@ std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modul
         out.emplace_back(prefix, m);
         for (const auto& c : m->children_) walk(prefix.empty() ? c.first : prefix + "." + c.first, c.second);
       };
-  out.emplace_back("", shared_from_this());
+  // A module that is not owned by a shared_ptr (a local) is returned through a
+  // non-owning handle.
+  std::shared_ptr<Module> self = weak_from_this().lock();
+  if (!self) self = std::shared_ptr<Module>(std::shared_ptr<Module>(), this);
+  out.emplace_back("", self);
   for (const auto& c : children_) walk(c.first, c.second);
   return out;
 }

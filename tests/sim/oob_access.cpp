@@ -2,6 +2,7 @@
 // `petal_sim_oob static_shared|dynamic_shared|global` runs a kernel that writes one element
 // past a __shared__ array, past the launch's dynamic shared memory, or past a device
 // allocation; AddressSanitizer must report it. `none` runs the same kernels in bounds.
+// (UBSan, also on in sanitizer builds, reports constant-size arrays indexed out of range.)
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -18,7 +19,10 @@ constexpr int kThreads = 32;
 __global__ void static_shared_write(float* out, int extra) {
   __shared__ float buf[kThreads];
   buf[threadIdx.x] = static_cast<float>(threadIdx.x);
-  if (threadIdx.x == 0) buf[extra] = -1.0f;
+  // Through a pointer, as most kernels index shared memory (UBSan's bounds check would
+  // otherwise see buf[32] first): this is ASan's catch.
+  float* p = buf;
+  if (threadIdx.x == 0) p[extra] = -1.0f;
   __syncthreads();
   out[threadIdx.x] = buf[(threadIdx.x + 1) % kThreads];
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <petal/data/dataset.h>
 #include <petal/tensor.h>

@@ -64,7 +64,8 @@ class Module : public std::enable_shared_from_this<Module> {
   std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
   std::vector<Tensor> buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
-  /// This module (under "") and every descendant, depth first.
+  /// This module (under "") and every descendant, depth first. For a module not held by a
+  /// shared_ptr, the entry for itself is a non-owning handle.
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules();
   /// The parameter or buffer under a dotted name; throws petal::Error when absent.
   Tensor get_tensor(const std::string& dotted_name) const;
