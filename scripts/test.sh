@@ -19,6 +19,9 @@ scripts/install-deps.sh
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
 export PATH="$PATH:/usr/local/cuda/bin"
+# ctest runs test processes in parallel; sleeping (not spinning) OpenMP workers keep
+# them from starving each other on a small machine.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 echo "== release build"
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
