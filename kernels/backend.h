@@ -66,6 +66,35 @@ struct GemmArgs {
   double alpha = 1.0, beta = 0.0;
 };
 
+/// Fused scaled-dot-product attention on [B, H, S, Dh] operands. q/k/v have unit stride
+/// on Dh and arbitrary element strides for B, H, S (so a fused qkv projection is read in
+/// place); out is contiguous [B, H, S_q, Dh]; lse is contiguous [B, H, S_q] of the
+/// statistics dtype (f64 for f64 inputs, else f32): the log-sum-exp of each score row.
+struct AttentionArgs {
+  DType dtype = DType::f32;
+  int64_t batch = 0, heads = 0, seq_q = 0, seq_kv = 0, head_dim = 0;
+  double scale = 1.0;
+  const void* q = nullptr; int64_t q_strides[3] = {};  // strides of B, H, S
+  const void* k = nullptr; int64_t k_strides[3] = {};
+  const void* v = nullptr; int64_t v_strides[3] = {};
+  void* out = nullptr;
+  void* lse = nullptr;
+};
+
+/// torch.optim.AdamW's update for one contiguous parameter (step counts from 1).
+struct AdamWArgs {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
+  int64_t step = 1;
+  bool amsgrad = false;
+};
+
+/// torch.optim.SGD's update for one contiguous parameter.
+struct SgdArgs {
+  double lr = 1e-3, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = true;  // the momentum buffer is initialised from the gradient
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -116,6 +145,47 @@ class Backend {
   virtual void gather(const View& out, const View& x, int dim, const View& index) = 0;
   /// out.scatter_add_(dim, index, src); index, src same shape; all contiguous.
   virtual void scatter_add(const View& out, int dim, const View& index, const View& src) = 0;
+
+  // ---- fused kernels of the mission (kernels/*/<family>.*): contiguous operands.
+  // Statistics (mean, rstd, lse) are f64 for f64 inputs and f32 otherwise.
+
+  /// LayerNorm over the last dim of x [rows, cols]: y = (x - mean) * rstd * weight + bias
+  /// (weight/bias may be null); saves mean and rstd per row.
+  virtual void layer_norm_forward(void* y, void* mean, void* rstd, const void* x, const void* weight, const void* bias,
+                                  DType dtype, int64_t rows, int64_t cols, double eps) = 0;
+  /// dx (and dweight/dbias when non-null, overwritten) from dy and the saved statistics.
+  virtual void layer_norm_backward(void* dx, void* dweight, void* dbias, const void* dy, const void* x, const void* mean,
+                                   const void* rstd, const void* weight, DType dtype, int64_t rows, int64_t cols) = 0;
+
+  /// Softmax cross-entropy per row of logits [rows, classes] with int64 targets and label
+  /// smoothing s: loss[r] = -sum_c q_c log_softmax(logits[r])_c, q = (1-s) onehot + s/C;
+  /// rows whose target == ignore_index get 0. Saves lse per row.
+  virtual void cross_entropy_forward(void* loss, void* lse, const void* logits, const int64_t* target, DType dtype,
+                                     int64_t rows, int64_t classes, double label_smoothing, int64_t ignore_index) = 0;
+  /// grad_logits = grad_loss[r] * (softmax(logits[r]) - q) (0 for ignored rows).
+  virtual void cross_entropy_backward(void* grad_logits, const void* grad_loss, const void* logits, const void* lse,
+                                      const int64_t* target, DType dtype, int64_t rows, int64_t classes,
+                                      double label_smoothing, int64_t ignore_index) = 0;
+
+  /// out = softmax(q k^T * scale) v, saving lse.
+  virtual void attention_forward(const AttentionArgs& args) = 0;
+  /// dq, dk, dv (contiguous [B, H, S, Dh]) from dout (contiguous) and the forward's out and lse.
+  virtual void attention_backward(const AttentionArgs& args, const void* dout, void* dq, void* dk, void* dv) = 0;
+
+  /// Patch extraction for a conv with kernel = stride = patch: x [B, C, H, W] (contiguous)
+  /// -> patches [B, (H/P)*(W/P), C*P*P] in (c, i, j) order, the layout a [D, C, P, P]
+  /// weight multiplies; patch_fold is its adjoint (scatter back, for the backward).
+  virtual void patch_unfold(void* patches, const void* x, DType dtype, int64_t batch, int64_t channels, int64_t height,
+                            int64_t width, int64_t patch) = 0;
+  virtual void patch_fold(void* x, const void* patches, DType dtype, int64_t batch, int64_t channels, int64_t height,
+                          int64_t width, int64_t patch) = 0;
+
+  /// In-place optimizer updates of one contiguous parameter of n elements (states have
+  /// the parameter's dtype; max_exp_avg_sq used only with amsgrad).
+  virtual void adamw_update(void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
+                            DType dtype, int64_t n, const AdamWArgs& args) = 0;
+  virtual void sgd_update(void* param, const void* grad, void* momentum_buffer, DType dtype, int64_t n,
+                          const SgdArgs& args) = 0;
 };
 
 /// The backend that owns memory of this device (throws petal::Error if unavailable).

@@ -52,6 +52,26 @@ class CudaBackend final : public Backend {
   void gather(const View& out, const View& x, int dim, const View& index) override;
   void scatter_add(const View& out, int dim, const View& index, const View& src) override;
 
+  void layer_norm_forward(void* y, void* mean, void* rstd, const void* x, const void* weight, const void* bias,
+                          DType dtype, int64_t rows, int64_t cols, double eps) override;
+  void layer_norm_backward(void* dx, void* dweight, void* dbias, const void* dy, const void* x, const void* mean,
+                           const void* rstd, const void* weight, DType dtype, int64_t rows, int64_t cols) override;
+  void cross_entropy_forward(void* loss, void* lse, const void* logits, const int64_t* target, DType dtype,
+                             int64_t rows, int64_t classes, double label_smoothing, int64_t ignore_index) override;
+  void cross_entropy_backward(void* grad_logits, const void* grad_loss, const void* logits, const void* lse,
+                              const int64_t* target, DType dtype, int64_t rows, int64_t classes,
+                              double label_smoothing, int64_t ignore_index) override;
+  void attention_forward(const AttentionArgs& args) override;
+  void attention_backward(const AttentionArgs& args, const void* dout, void* dq, void* dk, void* dv) override;
+  void patch_unfold(void* patches, const void* x, DType dtype, int64_t batch, int64_t channels, int64_t height,
+                    int64_t width, int64_t patch) override;
+  void patch_fold(void* x, const void* patches, DType dtype, int64_t batch, int64_t channels, int64_t height,
+                  int64_t width, int64_t patch) override;
+  void adamw_update(void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq, DType dtype,
+                    int64_t n, const AdamWArgs& args) override;
+  void sgd_update(void* param, const void* grad, void* momentum_buffer, DType dtype, int64_t n,
+                  const SgdArgs& args) override;
+
  private:
   /// Makes this backend's GPU current and returns its compute stream.
   Stream activate() const {

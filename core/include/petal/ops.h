@@ -94,6 +94,26 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src);
 Tensor one_hot(const Tensor& index, int64_t num_classes);  ///< int64 result
 
+// ---- fused kernels of the mission (core/ops/<family>.cpp), hand-written on every backend
+/// LayerNorm over the last dim; weight and bias ([D]) may be undefined tensors.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+/// Softmax cross-entropy of logits [N, C] and int64 targets [N], averaged over the rows
+/// whose target != ignore_index, with label smoothing (torch.nn.functional.cross_entropy).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_smoothing = 0.0,
+                     int64_t ignore_index = -100);
+/// softmax(q k^T * scale) v on [B, H, S, Dh] operands (unit stride on Dh, any other strides);
+/// scale < 0 means 1/sqrt(Dh). Returns a contiguous [B, H, S_q, Dh] tensor.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = -1.0);
+/// Conv2d with kernel = stride = patch size: x [B, C, H, W], weight [D, C, P, P], bias [D]
+/// (may be undefined) -> tokens [B, (H/P)*(W/P), D].
+Tensor patch_embed(const Tensor& x, const Tensor& weight, const Tensor& bias);
+/// Fused in-place optimizer steps on one parameter (torch.optim.AdamW / SGD rules; no
+/// autograd). States are tensors shaped like param; max_exp_avg_sq is used with amsgrad.
+void adamw_step_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp_avg_sq, Tensor& max_exp_avg_sq,
+                 double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, bool amsgrad);
+void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, double lr, double momentum,
+               double dampening, double weight_decay, bool nesterov, bool first_step);
+
 // ---- operators
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
