@@ -42,6 +42,11 @@ TEST_CASE("cross-backend: indexing, joining and copies", "[cross_backend]") {
   run_family_everywhere(cross_backend::index_cases());
 }
 
+TEST_CASE("cross-backend: fused kernels (layer_norm, cross_entropy, attention, patch_embed, optimizers)",
+          "[cross_backend]") {
+  run_family_everywhere(cross_backend::fused_cases());
+}
+
 TEST_CASE("cross-backend: the same seed draws the same numbers on every device", "[cross_backend]") {
   for (const std::string& device : test_devices()) {
     for (DType dt : {DType::f64, DType::f32, DType::bf16, DType::i64}) {

@@ -45,7 +45,7 @@ LayerNorm::LayerNorm(int64_t d, double e, bool affine) : Module("LayerNorm"), di
 Tensor LayerNorm::forward(const Tensor& x) {
   PETAL_CHECK(x.dim() >= 1 && x.size(-1) == dim, "LayerNorm(", dim, "): input ", shape_str(x.shape()),
               " has last dim ", x.dim() ? x.size(-1) : 0);
-  return F::layer_norm(x, weight, bias, eps);
+  return petal::layer_norm(x, weight, bias, eps);  // fused kernel (core/ops/layernorm.cpp)
 }
 
 Dropout::Dropout(double prob) : Module("Dropout"), p(prob) {
@@ -81,6 +81,9 @@ PatchConv2d::PatchConv2d(int64_t c, int64_t d, int64_t p, bool with_bias)
   }
 }
 
-Tensor PatchConv2d::forward(const Tensor& x) { return F::patch_conv2d(x, weight, bias, patch_size); }
+Tensor PatchConv2d::forward(const Tensor& x) {
+  // Fused unfold + GEMM (core/ops/patch_embed.cpp); the patch size is the weight's.
+  return petal::patch_embed(x, weight, bias);
+}
 
 }  // namespace petal::nn

@@ -1,8 +1,8 @@
-// Loss modules: thin wrappers over nn::functional (softmax-cross-entropy is composed from
-// log_softmax and gather today; a fused kernel takes its place later).
+// Loss modules: CrossEntropyLoss runs the fused softmax-cross-entropy op
+// (core/ops/cross_entropy.cpp); nn::functional::cross_entropy keeps the composed form.
 #include <petal/nn/loss.h>
 
-#include <petal/nn/functional.h>
+#include <petal/ops.h>
 
 namespace petal::nn {
 
@@ -11,7 +11,7 @@ CrossEntropyLoss::CrossEntropyLoss(double eps) : label_smoothing(eps) {
 }
 
 Tensor CrossEntropyLoss::forward(const Tensor& logits, const Tensor& target) const {
-  return functional::cross_entropy(logits, target, label_smoothing);
+  return petal::cross_entropy(logits, target, label_smoothing);
 }
 
 }  // namespace petal::nn

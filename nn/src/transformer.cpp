@@ -1,5 +1,7 @@
-// Transformer parts. Attention is composed from matmul/softmax (the fused attention
-// kernel replaces nn::functional::scaled_dot_product_attention later).
+// Transformer parts. MultiheadAttention runs the fused attention kernel
+// (petal::scaled_dot_product_attention) on permuted views of the qkv projection, without
+// copying them; only dropout on the attention probabilities (attn_drop > 0 while training)
+// needs the probabilities themselves and takes the composed matmul/softmax/matmul path.
 #include <petal/nn/transformer.h>
 
 #include <petal/nn/functional.h>
@@ -30,7 +32,10 @@ Tensor MultiheadAttention::forward(const Tensor& x) {
   // [B, S, 3D] -> [B, S, 3, H, d] -> [3, B, H, S, d]
   Tensor t = qkv->forward(x).reshape({B, S, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
   Tensor q = t.select(0, 0), k = t.select(0, 1), v = t.select(0, 2);
-  Tensor o = F::scaled_dot_product_attention(q, k, v, attn_drop, is_training());  // [B, H, S, d]
+  const bool probs_dropout = attn_drop > 0.0 && is_training();
+  const bool fused_fits = x.device().is_cpu() || head_dim <= 128;  // the CUDA kernel's head_dim limit
+  Tensor o = !probs_dropout && fused_fits ? scaled_dot_product_attention(q, k, v)  // [B, H, S, d]
+                                          : F::scaled_dot_product_attention(q, k, v, attn_drop, is_training());
   o = o.transpose(1, 2).reshape({B, S, dim});
   return proj_drop->forward(proj->forward(o));
 }

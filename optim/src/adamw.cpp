@@ -1,5 +1,8 @@
-// AdamW step (torch.optim.AdamW semantics, see the header), composed from core ops under
-// NoGradGuard. Bias corrections are computed in double on the host per parameter.
+// AdamW step (torch.optim.AdamW semantics, see the header) under NoGradGuard. A contiguous
+// floating parameter whose gradient has its dtype and device goes through the fused
+// adamw_step_ kernel (states kept contiguous in the parameter's dtype); anything else
+// (a non-contiguous parameter view) takes the composed path of core ops. Bias
+// corrections are computed in double on the host per parameter.
 #include <petal/optim/adamw.h>
 
 #include <petal/autograd.h>
@@ -17,6 +20,23 @@ static std::map<std::string, double> adamw_defaults(const AdamWOptions& o) {
   PETAL_CHECK(o.weight_decay >= 0.0, "AdamW: invalid weight_decay ", o.weight_decay);
   return {{"lr", o.lr},       {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps}, {"weight_decay", o.weight_decay},
           {"amsgrad", o.amsgrad ? 1.0 : 0.0}};
+}
+
+// The fused kernel takes contiguous operands of one dtype and device.
+static bool fusable(const Tensor& param, const Tensor& grad) {
+  return param.is_contiguous() && is_floating(param.dtype()) && grad.dtype() == param.dtype() &&
+         grad.device() == param.device() && grad.shape() == param.shape();
+}
+
+// State `name` as a contiguous tensor of param's dtype (zeros when missing; a loaded
+// state of another layout or dtype is converted once).
+static Tensor& contiguous_state(std::map<std::string, Tensor>& states, const std::string& name, const Tensor& param) {
+  auto it = states.find(name);
+  if (it == states.end())
+    it = states.emplace(name, zeros(param.shape(), TensorOptions(param.dtype(), param.device()))).first;
+  Tensor& t = it->second;
+  if (!t.is_contiguous() || t.dtype() != param.dtype()) t = t.to(param.dtype()).contiguous();
+  return t;
 }
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& o)
@@ -45,6 +65,14 @@ void AdamW::step() {
       s.has_step = true;
       s.step += 1;
       Tensor param = p.detach();
+      if (fusable(param, grad)) {
+        Tensor& m = contiguous_state(s.tensors, "exp_avg", param);
+        Tensor& v = contiguous_state(s.tensors, "exp_avg_sq", param);
+        Tensor none;
+        Tensor& vmax = amsgrad ? contiguous_state(s.tensors, "max_exp_avg_sq", param) : none;
+        adamw_step_(param, grad.contiguous(), m, v, vmax, lr, beta1, beta2, eps, weight_decay, s.step, amsgrad);
+        continue;
+      }
       Tensor& m = s.tensors["exp_avg"];
       Tensor& v = s.tensors["exp_avg_sq"];
       if (weight_decay != 0.0) param.mul_(1.0 - lr * weight_decay);

@@ -1,5 +1,8 @@
-// SGD step (torch.optim.SGD semantics, see the header), composed from core ops under
-// NoGradGuard. Parameters without a gradient are skipped.
+// SGD step (torch.optim.SGD semantics, see the header) under NoGradGuard. A contiguous
+// floating parameter whose gradient has its dtype and device goes through the fused
+// sgd_step_ kernel (momentum buffer kept contiguous in the parameter's dtype); anything
+// else (a non-contiguous parameter view) takes the composed path of core ops.
+// Parameters without a gradient are skipped.
 #include <petal/optim/sgd.h>
 
 #include <petal/autograd.h>
@@ -35,6 +38,26 @@ void SGD::step() {
       const size_t i = flat++;
       Tensor grad = p.grad();
       if (!grad.defined()) continue;
+      Tensor param = p.detach();
+      if (param.is_contiguous() && is_floating(param.dtype()) && grad.dtype() == param.dtype() &&
+          grad.device() == param.device() && grad.shape() == param.shape()) {
+        Tensor none;
+        Tensor* buffer = &none;
+        bool first_step = false;
+        if (momentum != 0.0) {
+          auto& states = state_at(i, p).tensors;
+          auto it = states.find("momentum_buffer");
+          first_step = it == states.end();
+          if (first_step)
+            it = states.emplace("momentum_buffer", empty(param.shape(), TensorOptions(param.dtype(), param.device())))
+                     .first;
+          else if (!it->second.is_contiguous() || it->second.dtype() != param.dtype())
+            it->second = it->second.to(param.dtype()).contiguous();
+          buffer = &it->second;
+        }
+        sgd_step_(param, grad.contiguous(), *buffer, lr, momentum, dampening, weight_decay, nesterov, first_step);
+        continue;
+      }
       Tensor d = grad;
       if (weight_decay != 0.0) d = add(d, p.detach(), weight_decay);
       if (momentum != 0.0) {

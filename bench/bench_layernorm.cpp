@@ -1,0 +1,66 @@
+// LayerNorm benchmarks at ViT shapes (rows = B * 197 tokens, D in {192, 384, 768}):
+// the fused forward alone, and forward + backward (dx, dweight, dbias). Bytes moved are
+// reported (GB/s) with a FLOPs counter. CPU always; CUDA cases report an error without a GPU.
+#include <benchmark/benchmark.h>
+#include <petal/petal.h>
+
+using namespace petal;
+
+namespace {
+
+void sync(const Tensor& t) {
+  if (!t.device().is_cpu()) (void)t.reshape({-1}).select(0, 0).item();
+}
+
+bool skip_without_device(benchmark::State& state, const char* dev) {
+  if (std::string(dev) != "cpu" && !cuda::is_available()) {
+    state.SkipWithError("no GPU");
+    return true;
+  }
+  return false;
+}
+
+void BM_layer_norm_forward(benchmark::State& state, const char* dev) {
+  if (skip_without_device(state, dev)) return;
+  const int64_t rows = state.range(0) * 197, d = state.range(1);
+  const TensorOptions opts(DType::f32, Device(dev));
+  Tensor x = randn({rows, d}, opts), w = randn({d}, opts), b = randn({d}, opts);
+  NoGradGuard no_grad;
+  sync(layer_norm(x, w, b));  // warm-up
+  for (auto _ : state) {
+    Tensor y = layer_norm(x, w, b);
+    sync(y);
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  state.SetBytesProcessed(state.iterations() * rows * d * 4 * 2);  // read x, write y
+  state.counters["FLOPs"] =
+      benchmark::Counter(static_cast<double>(rows * d) * 7, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_layer_norm_forward_backward(benchmark::State& state, const char* dev) {
+  if (skip_without_device(state, dev)) return;
+  const int64_t rows = state.range(0) * 197, d = state.range(1);
+  const TensorOptions opts(DType::f32, Device(dev));
+  Tensor x = randn({rows, d}, opts).requires_grad_(), w = randn({d}, opts).requires_grad_();
+  Tensor b = randn({d}, opts).requires_grad_(), dy = randn({rows, d}, opts);
+  for (auto _ : state) {
+    layer_norm(x, w, b).backward(dy);
+    sync(x.grad());
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+  }
+  // Forward reads x, writes y; backward reads dy and x, writes dx.
+  state.SetBytesProcessed(state.iterations() * rows * d * 4 * 5);
+  state.counters["FLOPs"] =
+      benchmark::Counter(static_cast<double>(rows * d) * 20, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(BM_layer_norm_forward, cpu, "cpu")->Args({8, 192})->Args({8, 384})->Args({8, 768})->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_layer_norm_forward, cuda, "cuda")
+    ->Args({8, 192})->Args({8, 384})->Args({8, 768})->Args({64, 768})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_layer_norm_forward_backward, cpu, "cpu")->Args({8, 192})->Args({8, 768})->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_layer_norm_forward_backward, cuda, "cuda")
+    ->Args({8, 768})->Args({64, 768})->Unit(benchmark::kMicrosecond)->UseRealTime();

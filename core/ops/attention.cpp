@@ -1,0 +1,99 @@
+// scaled_dot_product_attention: softmax(q k^T * scale) v on [B, H, S, Dh] operands, one
+// fused kernel (kernels/*/attention.*) beside its backward rule. q/k/v go to the kernel
+// as strided views (B, H, S strides; unit stride on Dh), so permuted slices of a fused
+// qkv projection are read in place; only an operand whose last dim is not unit-stride is
+// copied. The forward saves out and the per-row log-sum-exp; the backward recomputes the
+// probabilities from them (kernels' attention_backward) and returns dq, dk, dv.
+#include <petal/autograd.h>
+#include <petal/ops.h>
+
+#include <cmath>
+
+#include "core/src/internal.h"
+
+namespace petal {
+
+namespace {
+
+constexpr const char* kOp = "scaled_dot_product_attention";
+
+// t itself when its last dim is unit-stride, else a contiguous copy.
+Tensor unit_stride_last(const Tensor& t) {
+  return t.shape()[3] == 1 || t.strides()[3] == 1 ? t : t.contiguous();
+}
+
+kernels::AttentionArgs make_args(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  kernels::AttentionArgs a;
+  a.dtype = q.dtype();
+  a.batch = q.shape()[0];
+  a.heads = q.shape()[1];
+  a.seq_q = q.shape()[2];
+  a.seq_kv = k.shape()[2];
+  a.head_dim = q.shape()[3];
+  a.scale = scale;
+  a.q = q.data_ptr();
+  a.k = k.data_ptr();
+  a.v = v.data_ptr();
+  for (int i = 0; i < 3; ++i) {
+    a.q_strides[i] = q.strides()[i];
+    a.k_strides[i] = k.strides()[i];
+    a.v_strides[i] = v.strides()[i];
+  }
+  return a;
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
+  detail::check_defined(kOp, q_in);
+  detail::check_defined(kOp, k_in);
+  detail::check_defined(kOp, v_in);
+  detail::check_floating(kOp, q_in);
+  PETAL_CHECK(q_in.dim() == 4 && k_in.dim() == 4 && v_in.dim() == 4, kOp,
+              ": q, k, v must be [B, H, S, Dh], got q ", shape_str(q_in.shape()), ", k ", shape_str(k_in.shape()),
+              ", v ", shape_str(v_in.shape()));
+  PETAL_CHECK(k_in.dtype() == q_in.dtype() && v_in.dtype() == q_in.dtype(), kOp,
+              ": q, k, v must share a dtype, got ", dtype_name(q_in.dtype()), ", ", dtype_name(k_in.dtype()), ", ",
+              dtype_name(v_in.dtype()));
+  detail::check_same_device(kOp, q_in, k_in);
+  detail::check_same_device(kOp, q_in, v_in);
+  const Shape& qs = q_in.shape();
+  const Shape& ks = k_in.shape();
+  PETAL_CHECK(ks[0] == qs[0] && ks[1] == qs[1] && ks[3] == qs[3] && v_in.shape() == ks, kOp,
+              ": shapes do not match: q ", shape_str(qs), " (B, H, S_q, Dh), k ", shape_str(ks), " and v ",
+              shape_str(v_in.shape()), " must be (B, H, S_kv, Dh)");
+  PETAL_CHECK(ks[2] > 0 || qs[2] == 0, kOp, ": k and v have no positions (shape ", shape_str(ks), ")");
+  PETAL_CHECK(q_in.device().is_cpu() || qs[3] <= 128, kOp, ": head_dim ", qs[3], " exceeds 128 on ",
+              q_in.device().str());
+  if (scale < 0) scale = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(qs[3], 1)));
+
+  const Tensor q = unit_stride_last(q_in), k = unit_stride_last(k_in), v = unit_stride_last(v_in);
+  const DType stat_dtype = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor out = empty({qs[0], qs[1], qs[2], qs[3]}, TensorOptions(q.dtype(), q.device()));
+  Tensor lse = empty({qs[0], qs[1], qs[2]}, TensorOptions(stat_dtype, q.device()));
+  kernels::AttentionArgs args = make_args(q, k, v, scale);
+  args.out = out.data_ptr();
+  args.lse = lse.data_ptr();
+  if (out.numel() > 0) detail::backend_of(q).attention_forward(args);
+
+  // Saves detached operands and the output; the closure must not hold `out` with its graph.
+  Tensor out_saved = out.detach();
+  autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, out_saved, lse, scale](const Tensor& g_in) {
+    Tensor g = g_in.dtype() == q.dtype() ? g_in.contiguous() : g_in.to(q.dtype()).contiguous();
+    const TensorOptions opts(q.dtype(), q.device());
+    Tensor dq = empty(q.shape(), opts), dk = empty(k.shape(), opts), dv = empty(v.shape(), opts);
+    if (q.shape()[2] == 0 || q.shape()[3] == 0) {
+      dk = zeros(k.shape(), opts);
+      dv = zeros(v.shape(), opts);
+    } else if (dq.numel() > 0) {
+      kernels::AttentionArgs a = make_args(q.detach(), k.detach(), v.detach(), scale);
+      a.out = out_saved.data_ptr();
+      a.lse = lse.data_ptr();
+      detail::backend_of(q).attention_backward(a, g.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr());
+    }
+    return std::vector<Tensor>{dq, dk, dv};
+  });
+  return out;
+}
+
+}  // namespace petal

@@ -1,0 +1,175 @@
+// layer_norm against plain float64 references (forward and the dx/dweight/dbias of
+// sum(y * dy)) on every backend: dtypes, odd sizes, non-contiguous inputs, with and
+// without affine parameters, the kernels called directly on poisoned outputs (including
+// rows too long to stage in shared memory), error messages, and float64 gradchecks.
+#include <cmath>
+
+#include "kernels/backend.h"
+#include "testing.h"
+
+using namespace petal;
+using petal::testing::check_close;
+using petal::testing::gradcheck;
+using petal::testing::non_contiguous_copy;
+using petal::testing::random_input;
+
+namespace {
+
+struct LayerNormRef {
+  Tensor y, mean, rstd, dx, dweight, dbias;
+};
+
+// Float64 reference of y = (x - mean) / sqrt(var + eps) * w + b over the last dim, and
+// the gradients of sum(y * dy) written out from the definition of each quantity.
+LayerNormRef ref_layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Tensor& dy_in,
+                            double eps) {
+  Tensor x = x_in.detach().to(kCPU, DType::f64).contiguous();
+  const int64_t D = x.size(-1), rows = x.numel() / D;
+  Tensor w = w_in.defined() ? w_in.detach().to(kCPU, DType::f64).contiguous() : ones({D}, DType::f64);
+  Tensor b = b_in.defined() ? b_in.detach().to(kCPU, DType::f64).contiguous() : zeros({D}, DType::f64);
+  Tensor dy = dy_in.detach().to(kCPU, DType::f64).contiguous();
+  LayerNormRef r;
+  r.y = zeros(x.shape(), DType::f64);
+  r.dx = zeros(x.shape(), DType::f64);
+  r.mean = zeros({rows}, DType::f64);
+  r.rstd = zeros({rows}, DType::f64);
+  r.dweight = zeros({D}, DType::f64);
+  r.dbias = zeros({D}, DType::f64);
+  const double *px = x.data<double>(), *pw = w.data<double>(), *pb = b.data<double>(), *pdy = dy.data<double>();
+  double *py = r.y.data<double>(), *pdx = r.dx.data<double>();
+  for (int64_t row = 0; row < rows; ++row) {
+    const double* xr = px + row * D;
+    const double* g = pdy + row * D;
+    double mu = 0, var = 0;
+    for (int64_t i = 0; i < D; ++i) mu += xr[i] / D;
+    for (int64_t i = 0; i < D; ++i) var += (xr[i] - mu) * (xr[i] - mu) / D;
+    const double rs = 1 / std::sqrt(var + eps);
+    r.mean.data<double>()[row] = mu;
+    r.rstd.data<double>()[row] = rs;
+    // dL/dxhat_i = g_i w_i; dxhat_i/dx_j = rs (delta_ij - 1/D - xhat_i xhat_j / D).
+    for (int64_t j = 0; j < D; ++j) {
+      double acc = 0;
+      for (int64_t i = 0; i < D; ++i) {
+        const double xhi = (xr[i] - mu) * rs, xhj = (xr[j] - mu) * rs;
+        acc += g[i] * pw[i] * rs * ((i == j ? 1.0 : 0.0) - 1.0 / D - xhi * xhj / D);
+      }
+      pdx[row * D + j] = acc;
+    }
+    for (int64_t i = 0; i < D; ++i) {
+      const double xh = (xr[i] - mu) * rs;
+      py[row * D + i] = xh * pw[i] + pb[i];
+      r.dweight.data<double>()[i] += g[i] * xh;
+      r.dbias.data<double>()[i] += g[i];
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("layer_norm matches float64 references, forward and backward", "[layernorm]") {
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
+  auto affine = GENERATE(true, false);
+  auto noncontig = GENERATE(false, true);
+  const std::vector<Shape> shapes = {{1}, {7}, {5, 33}, {3, 4, 97}, {13, 1}, {2, 3, 65}};
+  uint64_t seed = 100;
+  for (const Shape& shape : shapes) {
+    const int64_t D = shape.back();
+    const Device d(dev);
+    Tensor x = add(mul(random_input(shape, seed++, dt, d), 2.0), 0.5);
+    if (noncontig) x = non_contiguous_copy(x);
+    Tensor w, b;
+    if (affine) {
+      w = random_input({D}, seed++, dt, d).requires_grad_();
+      b = random_input({D}, seed++, dt, d).requires_grad_();
+    }
+    x.requires_grad_();
+    Tensor dy = random_input(shape, seed++, dt, d);
+    INFO("shape " << shape_str(shape) << " dtype " << dtype_name(dt) << " on " << dev << (affine ? " affine" : "")
+                  << (noncontig ? " non-contiguous" : ""));
+    const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-5);
+    Tensor y = layer_norm(x, w, b, 1e-5);
+    CHECK(y.dtype() == dt);
+    CHECK(y.shape() == shape);
+    CHECK(y.device() == d);
+    check_close(y, ref.y, -1, "y");
+    y.backward(dy);
+    check_close(x.grad(), ref.dx, -1, "dx");
+    if (affine) {
+      check_close(w.grad(), ref.dweight, -1, "dweight");
+      check_close(b.grad(), ref.dbias, -1, "dbias");
+    }
+  }
+}
+
+TEST_CASE("layer_norm kernels write every element", "[layernorm]") {
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::f32, DType::f64);
+  const Device d(dev);
+  const DType st = dt == DType::f64 ? DType::f64 : DType::f32;
+  // 9000 columns do not fit the CUDA kernel's shared-memory stage: the unstaged path.
+  const std::vector<std::pair<int64_t, int64_t>> sizes = {{11, 37}, {3, 9000}, {1, 1}};
+  for (const auto& [rows, cols] : sizes) {
+    INFO(rows << "x" << cols << " " << dtype_name(dt) << " on " << dev);
+    Tensor x = random_input({rows, cols}, 7, dt, d), w = random_input({cols}, 8, dt, d);
+    Tensor b = random_input({cols}, 9, dt, d), dy = random_input({rows, cols}, 10, dt, d);
+    const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-3);
+    Tensor y = empty({rows, cols}, TensorOptions(dt, d)), mean = empty({rows}, TensorOptions(st, d));
+    Tensor rstd = empty({rows}, TensorOptions(st, d));
+    for (Tensor* t : {&y, &mean, &rstd}) petal::testing::poison(*t);
+    auto& be = kernels::backend_for(d);
+    be.layer_norm_forward(y.data_ptr(), mean.data_ptr(), rstd.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr(),
+                          dt, rows, cols, 1e-3);
+    check_close(y, ref.y, -1, "y");
+    check_close(mean, ref.mean, -1, "mean");
+    check_close(rstd, ref.rstd, -1, "rstd");
+    Tensor dx = empty({rows, cols}, TensorOptions(dt, d)), dw = empty({cols}, TensorOptions(dt, d));
+    Tensor db = empty({cols}, TensorOptions(dt, d));
+    for (Tensor* t : {&dx, &dw, &db}) petal::testing::poison(*t);
+    be.layer_norm_backward(dx.data_ptr(), dw.data_ptr(), db.data_ptr(), dy.data_ptr(), x.data_ptr(), mean.data_ptr(),
+                           rstd.data_ptr(), w.data_ptr(), dt, rows, cols);
+    check_close(dx, ref.dx, -1, "dx");
+    check_close(dw, ref.dweight, -1, "dweight");
+    check_close(db, ref.dbias, -1, "dbias");
+    // Without weight: the same dx as weight = 1; parameter gradients may be skipped.
+    petal::testing::poison(dx);
+    be.layer_norm_backward(dx.data_ptr(), nullptr, nullptr, dy.data_ptr(), x.data_ptr(), mean.data_ptr(),
+                           rstd.data_ptr(), nullptr, dt, rows, cols);
+    check_close(dx, ref_layer_norm(x, Tensor(), Tensor(), dy, 1e-3).dx, -1, "dx without weight");
+  }
+}
+
+TEST_CASE("layer_norm parameter gradients with more rows than backward blocks", "[layernorm]") {
+  // 600 rows exceed the CUDA backward's 512 partial-sum blocks (a block folds several rows).
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const Device d(dev);
+  const int64_t rows = 600, cols = 5;
+  Tensor x = random_input({rows, cols}, 21, DType::f32, d), dy = random_input({rows, cols}, 22, DType::f32, d);
+  Tensor w = random_input({cols}, 23, DType::f32, d).requires_grad_();
+  Tensor b = random_input({cols}, 24, DType::f32, d).requires_grad_();
+  const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-5);
+  layer_norm(x, w, b).backward(dy);
+  check_close(w.grad(), ref.dweight, -1, "dweight");
+  check_close(b.grad(), ref.dbias, -1, "dbias");
+}
+
+TEST_CASE("layer_norm errors name the op and shapes", "[layernorm]") {
+  Tensor x = random_input({2, 3}, 1, DType::f32);
+  CHECK_THROWS_WITH(layer_norm(x, random_input({4}, 2, DType::f32), Tensor()),
+                    Catch::Contains("layer_norm") && Catch::Contains("weight") && Catch::Contains("[4]") &&
+                        Catch::Contains("[2, 3]"));
+  CHECK_THROWS_WITH(layer_norm(x, Tensor(), random_input({3}, 2, DType::f64)),
+                    Catch::Contains("layer_norm") && Catch::Contains("bias") && Catch::Contains("float64"));
+  CHECK_THROWS_WITH(layer_norm(arange(int64_t(6)).reshape({2, 3}), Tensor(), Tensor()),
+                    Catch::Contains("layer_norm") && Catch::Contains("int64"));
+}
+
+TEST_CASE("layer_norm gradients", "[layernorm][grad]") {
+  using V = std::vector<Tensor>;
+  Tensor x = random_input({3, 2, 5}, 60), w = random_input({5}, 61), b = random_input({5}, 62);
+  CHECK(gradcheck([](const V& v) { return layer_norm(v[0], v[1], v[2], 1e-5); }, {x, w, b}));
+  CHECK(gradcheck([](const V& v) { return layer_norm(v[0], Tensor(), Tensor(), 1e-2); }, {x}));
+  CHECK(gradcheck([](const V& v) { return layer_norm(v[0].transpose(0, 2), v[1], Tensor(), 1e-5); },
+                  {random_input({4, 2, 3}, 63), random_input({4}, 64)}));
+}
