@@ -159,7 +159,8 @@ class Backend {
 
   /// Softmax cross-entropy per row of logits [rows, classes] with int64 targets and label
   /// smoothing s: loss[r] = -sum_c q_c log_softmax(logits[r])_c, q = (1-s) onehot + s/C;
-  /// rows whose target == ignore_index get 0. Saves lse per row.
+  /// rows whose target == ignore_index get 0. loss, lse and grad_loss have the statistics
+  /// dtype (so 16-bit logits are not rounded before core takes the mean). Saves lse per row.
   virtual void cross_entropy_forward(void* loss, void* lse, const void* logits, const int64_t* target, DType dtype,
                                      int64_t rows, int64_t classes, double label_smoothing, int64_t ignore_index) = 0;
   /// grad_logits = grad_loss[r] * (softmax(logits[r]) - q) (0 for ignored rows).

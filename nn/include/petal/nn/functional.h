@@ -1,6 +1,7 @@
-// Stateless building blocks of the nn modules (torch.nn.functional names). Today they
-// are compositions of core ops (so autograd comes for free); fused kernels replace the
-// bodies later behind the same signatures.
+// Stateless building blocks (torch.nn.functional names) composed from core ops, so
+// autograd comes for free. The modules call the fused kernels instead (layer_norm,
+// cross_entropy, patch_embed, scaled_dot_product_attention in <petal/ops.h>); these
+// composed forms remain as readable references and are cross-checked against them.
 #pragma once
 #include <cstdint>
 

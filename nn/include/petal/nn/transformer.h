@@ -13,7 +13,8 @@
 
 namespace petal::nn {
 
-/// Self-attention over x [B, S, D]: qkv = x Wqkv^T + b -> heads -> softmax(q k^T / sqrt(d)) v
+/// Self-attention over x [B, S, D]: qkv = x Wqkv^T + b -> heads -> softmax(q k^T / sqrt(d)) v (the fused
+/// scaled_dot_product_attention kernel; the composed form only with attention dropout in training)
 /// -> concat heads -> proj. Parameters: qkv.weight [3D, D], qkv.bias, proj.weight [D, D], proj.bias.
 class MultiheadAttention : public Module {
  public:

@@ -8,8 +8,9 @@
 //   scalars["state.<i>.step"]    per-parameter step counts (where the rule keeps one)
 //   scalars["param_groups.<g>.<option>"]  every hyper-parameter of group g
 //   scalars["param_groups.<g>.num_params"]  checked on load
-// Updates run under NoGradGuard with core ops; a fused update kernel can replace the body
-// of each step() later without changing this API.
+// SGD and AdamW update each contiguous parameter with one fused kernel (adamw_step_ /
+// sgd_step_ in core/ops/optimizer.cpp); non-contiguous parameter views fall back to
+// core ops under NoGradGuard.
 #pragma once
 #include <cstdint>
 #include <map>
