@@ -8,13 +8,13 @@
 #include <petal/nn/functional.h>
 #include <petal/petal.h>
 
+#include "bench_common.h"
+
 using namespace petal;
+using petal::bench::skip_without_device;
+using petal::bench::sync;
 
 namespace {
-
-void sync(const Tensor& t) {
-  if (!t.device().is_cpu()) (void)t.reshape({-1}).select(0, 0).item();
-}
 
 struct Shape4 {
   int64_t B, H, S, Dh;

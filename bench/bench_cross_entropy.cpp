@@ -5,21 +5,13 @@
 #include <benchmark/benchmark.h>
 #include <petal/petal.h>
 
+#include "bench_common.h"
+
 using namespace petal;
+using petal::bench::skip_without_device;
+using petal::bench::sync;
 
 namespace {
-
-void sync(const Tensor& t) {
-  if (!t.device().is_cpu()) (void)t.reshape({-1}).select(0, 0).item();
-}
-
-bool skip_without_device(benchmark::State& state, const char* dev) {
-  if (std::string(dev) != "cpu" && !cuda::is_available()) {
-    state.SkipWithError("no GPU");
-    return true;
-  }
-  return false;
-}
 
 Tensor targets(int64_t rows, int64_t classes, Device dev) {
   std::vector<int64_t> t(static_cast<size_t>(rows));

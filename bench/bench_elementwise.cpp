@@ -4,19 +4,16 @@
 #include <benchmark/benchmark.h>
 #include <petal/petal.h>
 
+#include "bench_common.h"
+
 using namespace petal;
+using petal::bench::skip_without_device;
+using petal::bench::sync;
 
 namespace {
 
-void sync(const Tensor& t) {
-  if (!t.device().is_cpu()) (void)t.select(0, 0).select(0, 0).item();
-}
-
 void BM_gelu(benchmark::State& state, const char* dev) {
-  if (std::string(dev) != "cpu" && !cuda::is_available()) {
-    state.SkipWithError("no GPU");
-    return;
-  }
+  if (skip_without_device(state, dev)) return;
   const int64_t rows = state.range(0) * 197, d = state.range(1);
   Tensor x = randn({rows, d}, TensorOptions(DType::f32, Device(dev)));
   for (auto _ : state) {
@@ -29,10 +26,7 @@ void BM_gelu(benchmark::State& state, const char* dev) {
 }
 
 void BM_add_broadcast(benchmark::State& state, const char* dev) {
-  if (std::string(dev) != "cpu" && !cuda::is_available()) {
-    state.SkipWithError("no GPU");
-    return;
-  }
+  if (skip_without_device(state, dev)) return;
   const int64_t rows = state.range(0) * 197, d = state.range(1);
   Tensor x = randn({rows, d}, TensorOptions(DType::f32, Device(dev)));
   Tensor b = randn({d}, TensorOptions(DType::f32, Device(dev)));
@@ -45,10 +39,7 @@ void BM_add_broadcast(benchmark::State& state, const char* dev) {
 }
 
 void BM_transpose_copy(benchmark::State& state, const char* dev) {
-  if (std::string(dev) != "cpu" && !cuda::is_available()) {
-    state.SkipWithError("no GPU");
-    return;
-  }
+  if (skip_without_device(state, dev)) return;
   const int64_t rows = state.range(0) * 197, d = state.range(1);
   Tensor x = randn({rows, d}, TensorOptions(DType::f32, Device(dev)));
   for (auto _ : state) {

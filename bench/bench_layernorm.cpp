@@ -4,21 +4,13 @@
 #include <benchmark/benchmark.h>
 #include <petal/petal.h>
 
+#include "bench_common.h"
+
 using namespace petal;
+using petal::bench::skip_without_device;
+using petal::bench::sync;
 
 namespace {
-
-void sync(const Tensor& t) {
-  if (!t.device().is_cpu()) (void)t.reshape({-1}).select(0, 0).item();
-}
-
-bool skip_without_device(benchmark::State& state, const char* dev) {
-  if (std::string(dev) != "cpu" && !cuda::is_available()) {
-    state.SkipWithError("no GPU");
-    return true;
-  }
-  return false;
-}
 
 void BM_layer_norm_forward(benchmark::State& state, const char* dev) {
   if (skip_without_device(state, dev)) return;

@@ -6,23 +6,15 @@
 #include <benchmark/benchmark.h>
 #include <petal/petal.h>
 
+#include "bench_common.h"
+
 #include <cmath>
 
 using namespace petal;
+using petal::bench::skip_without_device;
+using petal::bench::sync;
 
 namespace {
-
-void sync(const Tensor& t) {
-  if (!t.device().is_cpu()) (void)t.reshape({-1}).select(0, 0).item();
-}
-
-bool skip_without_device(benchmark::State& state, const char* dev) {
-  if (std::string(dev) != "cpu" && !cuda::is_available()) {
-    state.SkipWithError("no GPU");
-    return true;
-  }
-  return false;
-}
 
 // The AdamW update written with core ops (the composed baseline).
 void adamw_composed(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, double lr, double b1, double b2, double eps,
