@@ -39,10 +39,8 @@ Tensor full_like(const Tensor& t, double v) { return full(t.shape(), v, TensorOp
 static Tensor from_host_f64(const std::vector<double>& v, const Shape& shape, TensorOptions opts) {
   Tensor h = empty(shape, TensorOptions(DType::f64, kCPU));
   std::copy(v.begin(), v.end(), h.data<double>());
-  bool rg = opts.requires_grad;
   Tensor out = h.to(opts.device, opts.dtype);
-  if (out.is_same(h)) out = h;
-  if (rg) out.requires_grad_(true);
+  if (opts.requires_grad) out.requires_grad_(true);
   return out;
 }
 

@@ -199,12 +199,9 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   nst[d] = strides()[d] * step;
   Tensor out = detail::make_view(*this, ns, nst, storage_offset() + start * strides()[d]);
   Shape in_shape = shape();
-  DType dt = dtype();
-  Device dev = device();
-  autograd::record("slice", out, {*this}, [in_shape, dt, dev, d, start, end, step](const Tensor& g) {
+  autograd::record("slice", out, {*this}, [in_shape, d, start, end, step](const Tensor& g) {
     Tensor gi = zeros(in_shape, TensorOptions(g.dtype(), g.device()));
     gi.slice(d, start, end, step).copy_(g);
-    (void)dt; (void)dev;
     return std::vector<Tensor>{gi};
   });
   return out;
