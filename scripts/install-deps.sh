@@ -8,6 +8,7 @@ packages=(
   catch2                      # tests
   libbenchmark-dev            # bench/
   libstb-dev                  # image decode/encode
+  libturbojpeg0-dev           # JPEG decode (libjpeg-turbo's TurboJPEG API)
   nlohmann-json3-dev          # safetensors headers
   libboost-context-dev        # fibers of the SIMT simulator
 )

@@ -11,9 +11,9 @@
 // then read straight into freshly allocated CPU tensors.
 //
 // Saving streams the header then each tensor (copied to a contiguous CPU tensor one at a
-// time, so peak extra memory is one tensor) into "<path>.tmp.<pid>", flushes and fsyncs
-// it, then renames it over <path>; on any failure the temporary is removed and <path>
-// keeps its old contents. Assumes a little-endian host (checked at compile time).
+// time, so peak extra memory is one tensor) through AtomicFile ("<path>.tmp.<pid>", every
+// write checked, fsync, rename over <path>); on any failure the temporary is removed and
+// <path> keeps its old contents. Assumes a little-endian host (checked at compile time).
 #include <petal/serialize.h>
 
 #include <fcntl.h>
@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -30,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <petal/atomic_file.h>
 #include <petal/autograd.h>
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
@@ -338,30 +340,34 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
   const std::string where = "save_safetensors('" + path + "')";
   Plan plan = make_plan(where, tensors, metadata);  // validates before touching the disk
 
-  const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  PETAL_CHECK(fd >= 0, where, ": cannot create temporary file '", tmp, "': ", errno_str());
+  AtomicFile file(path);  // removes its temporary when anything below throws
   try {
-    write_plan(plan, [&](const void* data, size_t len) {
-      const char* p = static_cast<const char*>(data);
-      while (len > 0) {
-        ssize_t n = ::write(fd, p, std::min<size_t>(len, size_t(1) << 30));
-        if (n < 0 && errno == EINTR) continue;
-        PETAL_CHECK(n > 0, where, ": write to '", tmp, "' failed: ", n < 0 ? errno_str() : "no progress");
-        p += n;
-        len -= static_cast<size_t>(n);
-      }
-    });
-    PETAL_CHECK(::fsync(fd) == 0, where, ": fsync of '", tmp, "' failed: ", errno_str());
-    int rc = ::close(fd);
-    fd = -1;
-    PETAL_CHECK(rc == 0, where, ": closing '", tmp, "' failed: ", errno_str());
-    PETAL_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, where, ": renaming '", tmp, "' to '", path,
-                "' failed: ", errno_str());
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
+    write_plan(plan, [&](const void* data, size_t len) { file.write(data, len); });
+    file.commit();
+  } catch (const Error& e) {
+    PETAL_FAIL(where, ": ", e.what());
+  }
+}
+
+void check_finite(const TensorMap& tensors, const std::string& where) {
+  for (const auto& [name, t] : tensors) {
+    if (!t.defined() || !t.is_floating_point() || t.numel() == 0) continue;
+    Tensor h = host_contiguous(t);
+    if (h.dtype() != DType::f32 && h.dtype() != DType::f64) h = h.to(DType::f64);
+    const int64_t n = h.numel();
+    auto report = [&](int64_t i, double v) {
+      PETAL_FAIL(where, ": tensor '", name, "' ", shape_str(t.shape()), " holds non-finite values (", v,
+                 " at flat index ", i, "); the weights are corrupt or come from a diverged run");
+    };
+    if (h.dtype() == DType::f32) {
+      const float* p = h.data<float>();
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) report(i, p[i]);
+    } else {
+      const double* p = h.data<double>();
+      for (int64_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i])) report(i, p[i]);
+    }
   }
 }
 

@@ -1,9 +1,19 @@
 // ImageFolder scanning, the image dataset, and the seed's stratified train/val split.
+// The scan is a depth-first walk that stat()s every entry (following symlinks) and keys
+// directories and files by (device, inode): a directory already on the walk's path or
+// already scanned is a cycle or a second route and is skipped, so a symlink loop cannot
+// multiply a class, and a file is never counted twice.
 #include <petal/data/dataset.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <set>
 #include <system_error>
+#include <utility>
 
 #include <petal/data/image.h>
 #include <petal/error.h>
@@ -24,8 +34,10 @@ bool is_image_file(const fs::path& p) {
   return std::find(exts.begin(), exts.end(), ext) != exts.end();
 }
 
-Example load_example(const Sample& s, const TransformPtr& transform, Rng& rng) {
-  Tensor img = read_image(s.path, 3);
+using FileId = std::pair<dev_t, ino_t>;
+
+Example load_example(const Sample& s, const TransformPtr& transform, Rng& rng, int64_t max_pixels) {
+  Tensor img = read_image(s.path, 3, max_pixels);
   Tensor out;
   try {
     out = transform ? transform->apply(img, rng) : to_float_chw(img);
@@ -35,6 +47,58 @@ Example load_example(const Sample& s, const TransformPtr& transform, Rng& rng) {
   return {out, s.label};
 }
 
+// The state of one ImageFolder scan.
+struct Scan {
+  std::set<FileId> scanned_dirs;                 // every directory entered so far
+  std::map<FileId, std::pair<std::string, size_t>> files;  // file -> (first path, class)
+  std::vector<std::string>* warnings;
+
+  // Collects the image files under dir (whose id is dir_id) for class c into out.
+  void walk(const fs::path& dir, FileId dir_id, size_t c, const std::string& class_name, std::vector<FileId>& stack,
+            std::vector<std::string>& out) {
+    stack.push_back(dir_id);
+    scanned_dirs.insert(dir_id);
+    std::error_code ec;
+    std::vector<fs::path> entries;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
+    PETAL_CHECK(!ec, "ImageFolder: cannot list '", dir.string(), "': ", ec.message());
+    std::sort(entries.begin(), entries.end());
+    for (const fs::path& p : entries) {
+      struct stat st;
+      if (::stat(p.c_str(), &st) != 0) {
+        const int err = errno;
+        if (err == ELOOP) {
+          warnings->push_back("skipped '" + p.string() + "': symlink loop (" + std::strerror(err) + ")");
+        } else if (is_image_file(p)) {
+          warnings->push_back("skipped '" + p.string() + "': " + std::strerror(err) + " (dangling symlink?)");
+        }
+        continue;
+      }
+      const FileId id{st.st_dev, st.st_ino};
+      if (S_ISDIR(st.st_mode)) {
+        if (std::find(stack.begin(), stack.end(), id) != stack.end()) {
+          warnings->push_back("skipped '" + p.string() + "': symlink cycle (it leads back to a folder that contains it)");
+        } else if (scanned_dirs.count(id)) {
+          warnings->push_back("skipped '" + p.string() + "': a second route to a folder already scanned");
+        } else {
+          walk(p, id, c, class_name, stack, out);
+        }
+        continue;
+      }
+      if (!S_ISREG(st.st_mode) || !is_image_file(p)) continue;
+      auto [it, fresh] = files.emplace(id, std::make_pair(p.string(), c));
+      if (!fresh) {
+        PETAL_CHECK(it->second.second == c, "ImageFolder: '", p.string(), "' (class '", class_name,
+                    "') is the same file as '", it->second.first, "' of another class; a file cannot have two labels");
+        warnings->push_back("skipped '" + p.string() + "': the same file as '" + it->second.first + "' (counted once)");
+        continue;
+      }
+      out.push_back(p.string());
+    }
+    stack.pop_back();
+  }
+};
+
 }  // namespace
 
 const std::vector<std::string>& image_extensions() {
@@ -42,36 +106,52 @@ const std::vector<std::string>& image_extensions() {
   return exts;
 }
 
-ImageDataset::ImageDataset(std::vector<Sample> samples, TransformPtr transform)
-    : samples_(std::move(samples)), transform_(std::move(transform)) {}
+ImageDataset::ImageDataset(std::vector<Sample> samples, TransformPtr transform, int64_t max_image_pixels)
+    : samples_(std::move(samples)), transform_(std::move(transform)), max_image_pixels_(max_image_pixels) {}
 
 Example ImageDataset::get(size_t index, Rng& rng) const {
   PETAL_CHECK(index < samples_.size(), "ImageDataset: index ", index, " out of range for ", samples_.size(), " samples");
-  return load_example(samples_[index], transform_, rng);
+  return load_example(samples_[index], transform_, rng, max_image_pixels_);
 }
 
-ImageFolder::ImageFolder(const std::string& root, TransformPtr transform) : root_(root), transform_(std::move(transform)) {
+ImageFolder::ImageFolder(const std::string& root, TransformPtr transform, const ImageFolderOptions& options)
+    : root_(root), options_(options), transform_(std::move(transform)) {
+  struct stat root_st;
+  if (::stat(root.c_str(), &root_st) != 0) {
+    const int err = errno;
+    PETAL_CHECK(err != ENOENT, "ImageFolder: root '", root, "' does not exist");
+    PETAL_FAIL("ImageFolder: cannot open root '", root, "': ", std::strerror(err),
+               err == ELOOP ? " (a symlink loop)" : "");
+  }
+  PETAL_CHECK(S_ISDIR(root_st.st_mode), "ImageFolder: root '", root, "' is not a directory");
   std::error_code ec;
-  PETAL_CHECK(fs::exists(root, ec), "ImageFolder: root '", root, "' does not exist");
-  PETAL_CHECK(fs::is_directory(root, ec), "ImageFolder: root '", root, "' is not a directory");
-  for (const auto& entry : fs::directory_iterator(root, ec)) {
-    const std::string name = entry.path().filename().string();
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
     if (name.empty() || name[0] == '.') continue;
-    if (entry.is_directory(ec)) classes_.push_back(name);
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) == 0 && S_ISDIR(st.st_mode)) classes_.push_back(name);
   }
   PETAL_CHECK(!ec, "ImageFolder: cannot list '", root, "': ", ec.message());
   PETAL_CHECK(!classes_.empty(), "ImageFolder: root '", root,
               "' has no class folders (expected root/<class>/<image files>)");
   std::sort(classes_.begin(), classes_.end());
+  PETAL_CHECK(classes_.size() >= options_.min_classes, "ImageFolder: root '", root, "' has ", classes_.size(),
+              " class folder", classes_.size() == 1 ? " ('" + classes_[0] + "')" : std::string(), ", need at least ",
+              options_.min_classes, " to train a classifier (expected root/<class>/<image files>, one folder per class)");
+  Scan scan;
+  scan.warnings = &warnings_;
+  const FileId root_id{root_st.st_dev, root_st.st_ino};
   for (size_t c = 0; c < classes_.size(); ++c) {
     const fs::path dir = fs::path(root) / classes_[c];
+    struct stat st;
+    PETAL_CHECK(::stat(dir.c_str(), &st) == 0, "ImageFolder: cannot open class folder '", dir.string(), "': ",
+                std::strerror(errno));
+    const FileId id{st.st_dev, st.st_ino};
+    PETAL_CHECK(!scan.scanned_dirs.count(id) && id != root_id, "ImageFolder: class folder '", dir.string(),
+                "' is the same folder as the root or as another class folder (a symlink?)");
+    std::vector<FileId> stack = {root_id};
     std::vector<std::string> files;
-    for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      if (it->is_regular_file(ec) && is_image_file(it->path())) files.push_back(it->path().string());
-    }
-    PETAL_CHECK(!ec, "ImageFolder: cannot list '", dir.string(), "': ", ec.message());
+    scan.walk(dir, id, c, classes_[c], stack, files);
     PETAL_CHECK(!files.empty(), "ImageFolder: class folder '", dir.string(),
                 "' has no image files (extensions .jpg .jpeg .png .bmp .tga .gif .ppm .pgm .pnm)");
     std::sort(files.begin(), files.end());
@@ -82,7 +162,7 @@ ImageFolder::ImageFolder(const std::string& root, TransformPtr transform) : root
 Example ImageFolder::get(size_t index, Rng& rng) const {
   PETAL_CHECK(index < samples_.size(), "ImageFolder: index ", index, " out of range for ", samples_.size(),
               " samples in '", root_, "'");
-  return load_example(samples_[index], transform_, rng);
+  return load_example(samples_[index], transform_, rng, options_.max_image_pixels);
 }
 
 std::map<std::string, int64_t> ImageFolder::class_to_idx() const {

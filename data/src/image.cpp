@@ -1,6 +1,15 @@
-// Image decode/encode through stb_image and stb_image_write (Debian's libstb-dev headers;
-// the implementations are compiled here, file-local, so they do not clash with another
-// copy of stb in a program that links petal).
+// Image decode/encode. JPEG goes to libjpeg-turbo's TurboJPEG API (fuzzed upstream and
+// deterministic on corrupt input, unlike stb's JPEG decoder, which reads uninitialised memory
+// on some corrupt files); every other format goes to stb_image. Encoding uses
+// stb_image_write. The stb implementations are compiled here, file-local, so they do not
+// clash with another copy of stb in a program that links petal.
+//
+// Decoding reads the dimensions from the header first (TurboJPEG's header parse, or
+// stb_image's info call, plus our own look at a PNG's IHDR so that a size stb itself refuses
+// can be reported as such) and refuses an image over the pixel limit before allocating.
+// libjpeg-turbo warnings (a truncated scan, bad Huffman data) are errors here
+// (TJFLAG_STOPONWARNING), and progressive files with absurd scan counts are refused
+// (TJFLAG_LIMITSCANS), so a corrupt JPEG fails the same way on every run.
 #include <petal/data/image.h>
 
 #include <algorithm>
@@ -10,10 +19,13 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
+
+#include <turbojpeg.h>
 
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
@@ -33,6 +45,7 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <petal/atomic_file.h>
 #include <petal/error.h>
 
 namespace petal::data {
@@ -47,31 +60,150 @@ std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-}  // namespace
+bool is_jpeg(const unsigned char* b, size_t n) { return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
 
-Tensor decode_image(const void* bytes, size_t nbytes, const std::string& name, int channels) {
-  PETAL_CHECK(channels >= 0 && channels <= 4, "read_image: channels must be 0..4, got ", channels);
-  PETAL_CHECK(nbytes > 0, "read_image: '", name, "' is empty (0 bytes), not an image");
-  PETAL_CHECK(nbytes <= static_cast<size_t>(INT32_MAX), "read_image: '", name, "' is too large (", nbytes, " bytes)");
-  const auto* buf = static_cast<const stbi_uc*>(bytes);
-  int w = 0, h = 0, file_channels = 0;
-  if (!stbi_info_from_memory(buf, static_cast<int>(nbytes), &w, &h, &file_channels)) {
-    PETAL_FAIL("read_image: '", name, "' is not an image in a supported format (JPEG, PNG, BMP, TGA, GIF, PNM, PSD, HDR): ",
-               stbi_failure_reason());
+bool is_png(const unsigned char* b, size_t n) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  return n >= 8 && std::memcmp(b, sig, 8) == 0;
+}
+
+// Width and height from a PNG's IHDR chunk (the first chunk), or false.
+bool png_ihdr_size(const unsigned char* b, size_t n, int64_t* w, int64_t* h) {
+  if (!is_png(b, n) || n < 24 || std::memcmp(b + 12, "IHDR", 4) != 0) return false;
+  auto be32 = [](const unsigned char* p) {
+    return (int64_t(p[0]) << 24) | (int64_t(p[1]) << 16) | (int64_t(p[2]) << 8) | int64_t(p[3]);
+  };
+  *w = be32(b + 16);
+  *h = be32(b + 20);
+  return true;
+}
+
+std::string stb_format_name(const unsigned char* b, size_t n) {
+  if (is_png(b, n)) return "PNG";
+  if (n >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
+  if (n >= 4 && std::memcmp(b, "GIF8", 4) == 0) return "GIF";
+  if (n >= 4 && std::memcmp(b, "8BPS", 4) == 0) return "PSD";
+  if (n >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') return "PNM";
+  if (n >= 2 && b[0] == '#' && b[1] == '?') return "HDR";
+  return "image";
+}
+
+void check_pixel_limit(const std::string& name, const ImageInfo& info, int64_t max_pixels) {
+  if (max_pixels <= 0) return;
+  const int64_t pixels = info.width * info.height;
+  PETAL_CHECK(pixels <= max_pixels, "read_image: '", name, "' is a ", info.width, "x", info.height, " ", info.format,
+              " (", pixels, " pixels), over the limit of ", max_pixels,
+              " pixels (a decompression bomb?); raise the limit (max_pixels, --max-image-pixels) to decode it");
+}
+
+// A TurboJPEG decompressor, destroyed at scope exit. One per call: handles are not
+// thread-safe, and DataLoader workers decode concurrently.
+struct TurboDecoder {
+  tjhandle handle = tjInitDecompress();
+  TurboDecoder() { PETAL_CHECK(handle != nullptr, "read_image: cannot create a libjpeg-turbo decompressor: ", tjGetErrorStr2(nullptr)); }
+  ~TurboDecoder() { tjDestroy(handle); }
+  TurboDecoder(const TurboDecoder&) = delete;
+  TurboDecoder& operator=(const TurboDecoder&) = delete;
+  std::string error() const {
+    const char* kind = tjGetErrorCode(handle) == TJERR_WARNING ? "libjpeg-turbo warning, treated as an error: " : "";
+    return std::string(kind) + tjGetErrorStr2(handle);
   }
-  int got = 0;
-  stbi_uc* pixels = stbi_load_from_memory(buf, static_cast<int>(nbytes), &w, &h, &got, channels);
-  if (pixels == nullptr) {
-    PETAL_FAIL("read_image: '", name, "' is corrupt or truncated (", w, "x", h, " image): ", stbi_failure_reason());
+};
+
+struct JpegHeader {
+  ImageInfo info;
+  int colorspace = 0;
+};
+
+JpegHeader jpeg_header(TurboDecoder& dec, const unsigned char* buf, size_t nbytes, const std::string& name) {
+  int w = 0, h = 0, subsamp = 0, colorspace = 0;
+  if (tjDecompressHeader3(dec.handle, buf, static_cast<unsigned long>(nbytes), &w, &h, &subsamp, &colorspace) != 0) {
+    PETAL_FAIL("read_image: '", name, "' is a corrupt JPEG (bad header): ", dec.error());
   }
-  const int c = channels == 0 ? got : channels;
-  Tensor out = empty({h, w, c}, TensorOptions(DType::u8));
-  std::memcpy(out.data_ptr(), pixels, static_cast<size_t>(h) * w * c);
-  stbi_image_free(pixels);
+  PETAL_CHECK(w > 0 && h > 0, "read_image: '", name, "' is a corrupt JPEG: header says ", w, "x", h);
+  JpegHeader out;
+  out.info.format = "JPEG";
+  out.info.width = w;
+  out.info.height = h;
+  out.info.channels = colorspace == TJCS_GRAY ? 1 : (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) ? 4 : 3;
+  out.colorspace = colorspace;
   return out;
 }
 
-Tensor read_image(const std::string& path, int channels) {
+Tensor decode_jpeg(const unsigned char* buf, size_t nbytes, const std::string& name, int channels, int64_t max_pixels) {
+  TurboDecoder dec;
+  const JpegHeader hdr = jpeg_header(dec, buf, nbytes, name);
+  check_pixel_limit(name, hdr.info, max_pixels);
+  const int64_t W = hdr.info.width, H = hdr.info.height;
+  const bool cmyk = hdr.colorspace == TJCS_CMYK || hdr.colorspace == TJCS_YCCK;
+  const bool gray = hdr.colorspace == TJCS_GRAY;
+  const int c = channels == 0 ? (gray ? 1 : 3) : channels;
+  // Decode as gray (for 1 and 2 channels), RGB, or CMYK (converted below; TurboJPEG cannot
+  // convert CMYK to RGB itself).
+  const int pf = cmyk ? TJPF_CMYK : (c <= 2 ? TJPF_GRAY : TJPF_RGB);
+  const int pf_channels = tjPixelSize[pf];
+  std::vector<unsigned char> px(static_cast<size_t>(W * H * pf_channels));
+  const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS | TJFLAG_ACCURATEDCT;
+  if (tjDecompress2(dec.handle, buf, static_cast<unsigned long>(nbytes), px.data(), static_cast<int>(W), 0,
+                    static_cast<int>(H), pf, flags) != 0) {
+    PETAL_FAIL("read_image: '", name, "' is a corrupt or truncated JPEG (", W, "x", H, "): ", dec.error());
+  }
+  Tensor out = empty({H, W, c}, TensorOptions(DType::u8));
+  uint8_t* d = out.data<uint8_t>();
+  const int64_t n = W * H;
+  for (int64_t i = 0; i < n; ++i) {
+    const unsigned char* s = px.data() + i * pf_channels;
+    uint8_t rgb[3], luma;
+    if (cmyk) {
+      // Adobe CMYK JPEGs store inverted ink values: channel * K / 255 gives RGB directly.
+      for (int k = 0; k < 3; ++k) rgb[k] = static_cast<uint8_t>((s[k] * s[3] + 127) / 255);
+      luma = static_cast<uint8_t>((rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8);
+    } else if (pf == TJPF_GRAY) {
+      rgb[0] = rgb[1] = rgb[2] = luma = s[0];
+    } else {
+      rgb[0] = s[0];
+      rgb[1] = s[1];
+      rgb[2] = s[2];
+      luma = static_cast<uint8_t>((rgb[0] * 77 + rgb[1] * 150 + rgb[2] * 29) >> 8);
+    }
+    uint8_t* o = d + i * c;
+    switch (c) {
+      case 1: o[0] = luma; break;
+      case 2: o[0] = luma; o[1] = 255; break;
+      case 3: o[0] = rgb[0]; o[1] = rgb[1]; o[2] = rgb[2]; break;
+      default: o[0] = rgb[0]; o[1] = rgb[1]; o[2] = rgb[2]; o[3] = 255; break;
+    }
+  }
+  return out;
+}
+
+// stb_image's info for a non-JPEG image; a failure says whether stb refused the size.
+ImageInfo stb_info(const unsigned char* buf, size_t nbytes, const std::string& name) {
+  ImageInfo info;
+  info.format = stb_format_name(buf, nbytes);
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(buf, static_cast<int>(nbytes), &w, &h, &comp)) {
+    const std::string reason = stbi_failure_reason() ? stbi_failure_reason() : "unknown reason";
+    int64_t pw = 0, ph = 0;
+    const bool has_size = png_ihdr_size(buf, nbytes, &pw, &ph);
+    const bool too_large = reason.find("too large") != std::string::npos || reason.find("Very large") != std::string::npos ||
+                           (has_size && (pw > (1 << 24) || ph > (1 << 24)));
+    if (too_large) {
+      PETAL_FAIL("read_image: '", name, "'", has_size ? detail::str_cat(" is a ", pw, "x", ph, " ", info.format) : std::string(),
+                 ", larger than stb_image (petal's decoder for ", info.format,
+                 ") can decode: it refuses more than 2^24 pixels a side or 1 GiB of pixels (", reason, ")");
+    }
+    if (info.format != "image") PETAL_FAIL("read_image: '", name, "' is a corrupt ", info.format, " (bad header): ", reason);
+    PETAL_FAIL("read_image: '", name, "' is not an image in a supported format (JPEG, PNG, BMP, TGA, GIF, PNM, PSD, HDR): ",
+               reason);
+  }
+  info.width = w;
+  info.height = h;
+  info.channels = comp;
+  return info;
+}
+
+std::vector<char> read_file_bytes(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     PETAL_FAIL("read_image: cannot open '", path, "': ", std::strerror(errno));
@@ -81,7 +213,60 @@ Tensor read_image(const std::string& path, int channels) {
   PETAL_CHECK(in.good(), "read_image: cannot open '", path, "' for reading: ", std::strerror(errno));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   PETAL_CHECK(!in.bad(), "read_image: error reading '", path, "'");
-  return decode_image(bytes.data(), bytes.size(), path, channels);
+  return bytes;
+}
+
+void check_buffer(const std::string& name, size_t nbytes) {
+  PETAL_CHECK(nbytes > 0, "read_image: '", name, "' is empty (0 bytes), not an image");
+  PETAL_CHECK(nbytes <= static_cast<size_t>(INT32_MAX), "read_image: '", name, "' is too large (", nbytes, " bytes)");
+}
+
+}  // namespace
+
+ImageInfo decode_image_info(const void* bytes, size_t nbytes, const std::string& name) {
+  check_buffer(name, nbytes);
+  const auto* buf = static_cast<const unsigned char*>(bytes);
+  if (is_jpeg(buf, nbytes)) {
+    TurboDecoder dec;
+    return jpeg_header(dec, buf, nbytes, name).info;
+  }
+  return stb_info(buf, nbytes, name);
+}
+
+ImageInfo read_image_info(const std::string& path) {
+  std::vector<char> bytes = read_file_bytes(path);
+  return decode_image_info(bytes.data(), bytes.size(), path);
+}
+
+Tensor decode_image(const void* bytes, size_t nbytes, const std::string& name, int channels, int64_t max_pixels) {
+  PETAL_CHECK(channels >= 0 && channels <= 4, "read_image: channels must be 0..4, got ", channels);
+  check_buffer(name, nbytes);
+  const auto* buf = static_cast<const stbi_uc*>(bytes);
+  if (is_jpeg(buf, nbytes)) return decode_jpeg(buf, nbytes, name, channels, max_pixels);
+  const ImageInfo info = stb_info(buf, nbytes, name);
+  check_pixel_limit(name, info, max_pixels);
+  int w = 0, h = 0, got = 0;
+  stbi_uc* pixels = stbi_load_from_memory(buf, static_cast<int>(nbytes), &w, &h, &got, channels);
+  if (pixels == nullptr) {
+    const std::string reason = stbi_failure_reason() ? stbi_failure_reason() : "unknown reason";
+    if (reason.find("too large") != std::string::npos || reason.find("Very large") != std::string::npos) {
+      PETAL_FAIL("read_image: '", name, "' is a ", info.width, "x", info.height, " ", info.format,
+                 ", larger than stb_image (petal's decoder for ", info.format, ") can decode (", reason, ")");
+    }
+    PETAL_FAIL("read_image: '", name, "' is corrupt or truncated (", info.width, "x", info.height, " ", info.format,
+               "): ", reason);
+  }
+  std::unique_ptr<stbi_uc, void (*)(void*)> owned(pixels, stbi_image_free);
+  const int c = channels == 0 ? got : channels;
+  Tensor out = empty({h, w, c}, TensorOptions(DType::u8));
+  std::memcpy(out.data_ptr(), pixels, static_cast<size_t>(h) * w * c);
+  return out;
+}
+
+Tensor read_image(const std::string& path, int channels, int64_t max_pixels) {
+  PETAL_CHECK(channels >= 0 && channels <= 4, "read_image: channels must be 0..4, got ", channels);
+  std::vector<char> bytes = read_file_bytes(path);
+  return decode_image(bytes.data(), bytes.size(), path, channels, max_pixels);
 }
 
 Tensor to_float_chw(const Tensor& hwc_u8) {
@@ -119,7 +304,7 @@ Tensor to_uint8_hwc(const Tensor& chw_float) {
   return out;
 }
 
-Tensor read_image_float(const std::string& path) { return to_float_chw(read_image(path, 3)); }
+Tensor read_image_float(const std::string& path, int64_t max_pixels) { return to_float_chw(read_image(path, 3, max_pixels)); }
 
 void write_image(const std::string& path, const Tensor& image, int jpeg_quality) {
   PETAL_CHECK(image.defined(), "write_image: undefined tensor for '", path, "'");
@@ -134,28 +319,30 @@ void write_image(const std::string& path, const Tensor& image, int jpeg_quality)
   PETAL_CHECK(C == 1 || C == 3 || C == 4, "write_image: '", path, "': channels must be 1, 3 or 4, got ", C);
   PETAL_CHECK(H > 0 && W > 0, "write_image: '", path, "': empty image ", shape_str(hwc.shape()));
   const std::string ext = lower_extension(path);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const auto* px = hwc.data<uint8_t>();
+  // Encoded in memory, then written through the checked atomic path (stb's own file
+  // writer does not report a short write).
+  std::string encoded;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), static_cast<size_t>(size));
+  };
   int ok = 0;
   if (ext == ".png") {
-    ok = stbi_write_png(tmp.c_str(), W, H, C, px, W * C);
+    ok = stbi_write_png_to_func(append, &encoded, W, H, C, px, W * C);
   } else if (ext == ".jpg" || ext == ".jpeg") {
-    ok = stbi_write_jpg(tmp.c_str(), W, H, C, px, std::clamp(jpeg_quality, 1, 100));
+    ok = stbi_write_jpg_to_func(append, &encoded, W, H, C, px, std::clamp(jpeg_quality, 1, 100));
   } else if (ext == ".bmp") {
-    ok = stbi_write_bmp(tmp.c_str(), W, H, C, px);
+    ok = stbi_write_bmp_to_func(append, &encoded, W, H, C, px);
   } else if (ext == ".tga") {
-    ok = stbi_write_tga(tmp.c_str(), W, H, C, px);
+    ok = stbi_write_tga_to_func(append, &encoded, W, H, C, px);
   } else {
     PETAL_FAIL("write_image: '", path, "': unknown image extension '", ext, "' (use .png, .jpg, .jpeg, .bmp or .tga)");
   }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    PETAL_FAIL("write_image: cannot write '", path, "' (", std::strerror(errno), ")");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    PETAL_FAIL("write_image: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err));
+  PETAL_CHECK(ok, "write_image: cannot encode '", path, "' (", W, "x", H, "x", C, ")");
+  try {
+    write_file_atomic(path, encoded);
+  } catch (const Error& e) {
+    PETAL_FAIL("write_image: ", e.what());
   }
 }
 

@@ -207,14 +207,7 @@ nn::ViTConfig config_from_json(const std::string& text) {
 void write_class_indices(const std::string& path, const std::vector<std::string>& classes) {
   json j = json::object();
   for (size_t i = 0; i < classes.size(); ++i) j[std::to_string(i)] = classes[i];
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    PETAL_CHECK(out.good(), "vit_flowers: cannot write '", tmp, "'");
-    out << j.dump(4) << "\n";
-    PETAL_CHECK(out.good(), "vit_flowers: error writing '", tmp, "'");
-  }
-  fs::rename(tmp, path);
+  write_file_atomic(path, j.dump(4) + "\n");  // checked writes, temporary + rename
 }
 
 std::vector<std::string> read_class_indices(const std::string& path) {

@@ -1,5 +1,6 @@
 // The whole public API of petal in one include.
 #pragma once
+#include <petal/atomic_file.h>
 #include <petal/autograd.h>
 #include <petal/device.h>
 #include <petal/dtype.h>

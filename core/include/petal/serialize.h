@@ -44,6 +44,11 @@ std::string safetensors_to_bytes(const TensorMap& tensors, const SafetensorsMeta
 /// Parses an in-memory safetensors image; `name` is used in error messages.
 SafetensorsContents safetensors_from_bytes(const std::string& bytes, const std::string& name = "<memory>");
 
+/// Throws petal::Error naming `where` and the tensor when a floating-point tensor of the
+/// map holds a NaN or an infinity (the first offending index and value are given): weights
+/// loaded from a file go through this so a corrupt file cannot silently predict NaN.
+void check_finite(const TensorMap& tensors, const std::string& where);
+
 /// Safetensors dtype string ("F32", "BF16", "BOOL", ...) of a petal dtype.
 const char* safetensors_dtype_name(DType dtype);
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <petal/data/image.h>
 #include <petal/data/rng.h>
 #include <petal/data/transforms.h>
 #include <petal/tensor.h>
@@ -35,9 +36,10 @@ class Dataset {
 };
 
 /// Image files with labels, decoded and transformed on access (the seed's MyDataSet).
+/// Images of more than max_image_pixels pixels are refused (read_image's bomb limit).
 class ImageDataset : public Dataset {
  public:
-  ImageDataset(std::vector<Sample> samples, TransformPtr transform);
+  ImageDataset(std::vector<Sample> samples, TransformPtr transform, int64_t max_image_pixels = kDefaultMaxImagePixels);
   size_t size() const override { return samples_.size(); }
   Example get(size_t index, Rng& rng) const override;
   const std::vector<Sample>& samples() const { return samples_; }
@@ -45,6 +47,7 @@ class ImageDataset : public Dataset {
  private:
   std::vector<Sample> samples_;
   TransformPtr transform_;
+  int64_t max_image_pixels_;
 };
 
 /// File extensions ImageFolder accepts (lower case, with the dot).
@@ -53,11 +56,23 @@ const std::vector<std::string>& image_extensions();
 /// A folder of class folders: root/<class>/**/<image>. Classes are the sorted names of the
 /// sub-folders of root (hidden ones skipped); samples are every image file (by extension,
 /// case-insensitive) below each class folder, sorted by path, labelled by class index.
-/// Throws petal::Error naming the path when root is missing or not a folder, has no class
-/// folders, or a class folder has no images.
+/// Throws petal::Error naming the path when root is missing or not a folder (or a symlink
+/// loop), has fewer than options.min_classes class folders, or a class folder has no images.
+///
+/// Symbolic links are followed, but every directory and file is identified by device and
+/// inode: a link back to a folder being scanned (`daisy/loop -> ..`, `daisy/self -> .`) or to
+/// a folder already scanned is skipped, a file reached twice in one class is counted once
+/// (each skip is listed in warnings()), and one file reached from two classes is an error.
+struct ImageFolderOptions {
+  /// Fewer classes is an error: a one-class "classifier" trains to loss 0 and learns nothing.
+  size_t min_classes = 2;
+  /// read_image's decompression-bomb limit for every sample (<= 0: no limit).
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
+};
+
 class ImageFolder : public Dataset {
  public:
-  explicit ImageFolder(const std::string& root, TransformPtr transform = nullptr);
+  explicit ImageFolder(const std::string& root, TransformPtr transform = nullptr, const ImageFolderOptions& options = {});
   size_t size() const override { return samples_.size(); }
   Example get(size_t index, Rng& rng) const override;
 
@@ -67,11 +82,16 @@ class ImageFolder : public Dataset {
   const std::vector<Sample>& samples() const { return samples_; }
   /// Number of samples of each class, in class order.
   std::vector<int64_t> class_counts() const;
+  /// What the scan skipped and why (symlink cycles, files reached twice, dangling links).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  const ImageFolderOptions& options() const { return options_; }
 
  private:
   std::string root_;
+  ImageFolderOptions options_;
   std::vector<std::string> classes_;
   std::vector<Sample> samples_;
+  std::vector<std::string> warnings_;
   TransformPtr transform_;
 };
 
