@@ -38,6 +38,12 @@
 #define PETAL_UNROLL _Pragma("unroll")
 #endif
 
+#ifndef PETAL_SHARED
+/// Static shared memory: PETAL_SHARED(float, tile, [32][33]) declares a __shared__ array (the
+/// simulator's version poisons it at each block start, so unwritten reads are caught).
+#define PETAL_SHARED(T, name, dims) __shared__ T name dims
+#endif
+
 #ifndef PETAL_DYNAMIC_SHARED
 /// Dynamic shared memory of a launch as a T array (the simulator defines its own).
 #define PETAL_DYNAMIC_SHARED(T, name)                       \
@@ -74,17 +80,19 @@ void record_sim_launch(const char* name);
 #endif
 
 /// Launches kernel on grid x block with smem dynamic shared bytes on stream; a failed
-/// launch throws petal::Error naming the kernel, file and line.
+/// launch throws petal::Error naming the kernel, file and line. max_threads is the kernel's
+/// __launch_bounds__ (1024 without), checked by the simulator as the GPU would.
 template <typename... KArgs, typename... Args>
-inline void launch_kernel(const char* name, const char* file, int line, void (*kernel)(KArgs...), dim3 grid,
-                          dim3 block, size_t smem, Stream stream, Args&&... args) {
+inline void launch_kernel(const char* name, const char* file, int line, void (*kernel)(KArgs...),
+                          unsigned max_threads, dim3 grid, dim3 block, size_t smem, Stream stream, Args&&... args) {
 #ifdef PETAL_SIM_COMPILE
   (void)file;
   (void)line;
   (void)stream;
   record_sim_launch(name);
-  ::petal::sim::launch(name, kernel, grid, block, smem, std::forward<Args>(args)...);
+  ::petal::sim::launch_bounded(name, kernel, max_threads, grid, block, smem, std::forward<Args>(args)...);
 #else
+  (void)max_threads;
   kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
@@ -97,7 +105,27 @@ inline void launch_kernel(const char* name, const char* file, int line, void (*k
 /// PETAL_LAUNCH(kernel, grid, block, smem, stream, args...); a templated kernel with
 /// several template arguments is written in parentheses: PETAL_LAUNCH((k<T, A>), ...).
 #define PETAL_LAUNCH(kernel, grid, block, smem, stream, ...) \
-  launch_kernel(#kernel, __FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
+  launch_kernel(#kernel, __FILE__, __LINE__, kernel, 1024u, grid, block, smem, stream, __VA_ARGS__)
+/// PETAL_LAUNCH for a kernel declared with __launch_bounds__(max_threads): pass the same
+/// constant that the declaration uses.
+#define PETAL_LAUNCH_BOUNDED(kernel, max_threads, grid, block, smem, stream, ...) \
+  launch_kernel(#kernel, __FILE__, __LINE__, kernel, max_threads, grid, block, smem, stream, __VA_ARGS__)
+
+/// Lets kernel use `bytes` of dynamic shared memory above the default 48 KiB
+/// (cudaFuncSetAttribute on the GPU; recorded and enforced by the simulator). Call before
+/// the launch; every call is checked.
+template <typename... KArgs>
+inline void opt_in_dynamic_shared_memory(const char* name, void (*kernel)(KArgs...), size_t bytes) {
+#ifdef PETAL_SIM_COMPILE
+  ::petal::sim::opt_in_dynamic_shared_memory(name, kernel, bytes);
+#else
+  cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  if (err != cudaSuccess)
+    PETAL_FAIL("cuda: cudaFuncSetAttribute(", name, ", MaxDynamicSharedMemorySize, ", bytes,
+               ") failed: ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
+#endif
+}
 
 // ------------------------------------------------------------------ element types
 
@@ -321,10 +349,16 @@ struct alignas(kVectorBytes) Vector {
 /// Loads Vector<T>::kSize elements from p (p must be kVectorBytes-aligned).
 template <typename T>
 __device__ inline Vector<T> load_vector(const T* p) {
+#ifdef PETAL_SIM_COMPILE
+  ::petal::sim::detail::check_alignment(p, kVectorBytes, "load_vector", __FILE__, __LINE__);
+#endif
   return *reinterpret_cast<const Vector<T>*>(p);
 }
 template <typename T>
 __device__ inline void store_vector(T* p, const Vector<T>& v) {
+#ifdef PETAL_SIM_COMPILE
+  ::petal::sim::detail::check_alignment(p, kVectorBytes, "store_vector", __FILE__, __LINE__);
+#endif
   *reinterpret_cast<Vector<T>*>(p) = v;
 }
 

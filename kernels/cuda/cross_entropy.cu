@@ -19,7 +19,7 @@ template <typename T, typename A>
 static __global__ void cross_entropy_forward_kernel(A* loss, A* lse_out, const T* logits, const int64_t* target,
                                                     int64_t rows, int64_t classes, A smoothing,
                                                     int64_t ignore_index) {
-  __shared__ A scratch[kWarpSize];
+  PETAL_SHARED(A, scratch, [kWarpSize]);
   const A neg_inf = -std::numeric_limits<A>::infinity();
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = logits + r * classes;

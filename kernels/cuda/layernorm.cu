@@ -24,7 +24,7 @@ template <typename T, typename A>
 static __global__ void layer_norm_forward_kernel(T* y, A* mean_out, A* rstd_out, const T* x, const T* weight,
                                                  const T* bias, int64_t rows, int64_t cols, A eps, bool staged) {
   PETAL_DYNAMIC_SHARED(A, row_cache);
-  __shared__ A scratch[kWarpSize];
+  PETAL_SHARED(A, scratch, [kWarpSize]);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     A s = A(0);
@@ -61,7 +61,7 @@ template <typename T, typename A>
 static __global__ void layer_norm_backward_dx_kernel(T* dx, A* partial_w, A* partial_b, const T* dy, const T* x,
                                                      const A* mean, const A* rstd, const T* weight, int64_t rows,
                                                      int64_t cols) {
-  __shared__ A scratch[kWarpSize];
+  PETAL_SHARED(A, scratch, [kWarpSize]);
   if (partial_w)
     for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
       partial_w[blockIdx.x * cols + i] = A(0);

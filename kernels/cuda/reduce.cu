@@ -107,7 +107,7 @@ static __global__ void reduce_block_kernel(OffsetCalc<1> kept, OffsetCalc<1> red
                                            const T* in, O* out) {
   using R_ = Reducer<Op, A>;
   using State = typename R_::State;
-  __shared__ State scratch[kWarpSize];
+  PETAL_SHARED(State, scratch, [kWarpSize]);
   for (int64_t o = blockIdx.x; o < outputs; o += gridDim.x) {
     int64_t base[1];
     kept.get(o, base);

@@ -22,7 +22,7 @@ template <typename T, typename A>
 static __global__ void softmax_forward_kernel(const T* in, T* out, int64_t rows, int64_t cols, bool log,
                                               bool staged) {
   PETAL_DYNAMIC_SHARED(A, row_cache);
-  __shared__ A scratch[kWarpSize];
+  PETAL_SHARED(A, scratch, [kWarpSize]);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = in + r * cols;
     T* y = out + r * cols;
@@ -59,7 +59,7 @@ static __global__ void softmax_forward_kernel(const T* in, T* out, int64_t rows,
 template <typename T, typename A>
 static __global__ void softmax_backward_kernel(const T* grad_out, const T* y, T* grad_in, int64_t rows, int64_t cols,
                                                bool log) {
-  __shared__ A scratch[kWarpSize];
+  PETAL_SHARED(A, scratch, [kWarpSize]);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* dy = grad_out + r * cols;
     const T* yr = y + r * cols;

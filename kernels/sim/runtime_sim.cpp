@@ -2,7 +2,7 @@
 // memory is host memory, every operation is synchronous (a launch returns when its grid has
 // finished), and GEMMs, which the real backend hands to cuBLASLt, run on the CPU backend.
 // Allocations are exact-size heap blocks so that ASan reports out-of-bounds accesses of
-// simulated kernels to global memory.
+// simulated kernels to global memory, and are poisoned (0xff bytes) as initcheck would flag.
 #include <cstring>
 #include <new>
 
@@ -18,11 +18,16 @@ constexpr std::align_val_t kAlignment{256};  // cudaMalloc's guarantee
 }
 
 void* rt_malloc(size_t nbytes) {
+  void* p = nullptr;
   try {
-    return ::operator new(nbytes == 0 ? 1 : nbytes, kAlignment);
+    p = ::operator new(nbytes == 0 ? 1 : nbytes, kAlignment);
   } catch (const std::bad_alloc&) {
     PETAL_FAIL("sim: out of memory allocating ", nbytes, " bytes of device memory");
   }
+  // cudaMalloc does not clear memory: poison it (0xff bytes, NaN for floats) so that a kernel
+  // reading what nothing wrote fails its test instead of reading zeros.
+  std::memset(p, 0xff, nbytes);
+  return p;
 }
 
 void rt_free(void* p) {

@@ -35,7 +35,7 @@ uint64_t schedule_seed();
 
 /// Number of host (OS) threads the blocks of a launch are spread over; n <= 0 restores the
 /// default (PETAL_SIM_THREADS from the environment, else the hardware concurrency).
-/// ASan builds always use one thread (see PETAL_SIM_STATIC_SHARED).
+/// ASan and TSan builds always use one thread (see PETAL_SIM_STATIC_SHARED, docs/simulator.md).
 void set_host_threads(int n);
 /// The number of host threads a launch with enough blocks would use.
 int host_threads();
@@ -43,6 +43,14 @@ int host_threads();
 /// Bytes of stack of each simulated thread (a fiber). Kernels with large local arrays may
 /// need more: PETAL_SIM_STACK_KB in the environment overrides it.
 size_t fiber_stack_bytes();
+
+/// The GPU architecture whose launch limits the simulator enforces: 80 (sm_80, the default,
+/// the stricter of petal's targets: 163 KiB of shared memory per block) or 90 (227 KiB).
+/// PETAL_SIM_ARCH in the environment sets the initial value.
+void set_target_arch(int sm);
+int target_arch();
+/// Most dynamic shared memory a kernel may opt in to on the target architecture.
+size_t max_dynamic_shared_memory_optin();
 
 /// Counters since the start of the process (for benchmarks and docs, not for tests of results).
 struct Stats {
@@ -55,9 +63,37 @@ Stats stats();
 
 namespace detail {
 /// Type-erased launch: runs body(payload) once per simulated thread of grid x block.
-void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t dynamic_smem_bytes,
-                   void (*body)(void*), void* payload);
+void launch_erased(const char* kernel_name, const void* kernel_id, dim3 grid, dim3 block, size_t dynamic_smem_bytes,
+                   unsigned max_threads, void (*body)(void*), void* payload);
+void opt_in_dynamic_shared_memory(const void* kernel_id, const char* kernel_name, size_t bytes);
+
+template <typename... KArgs, typename... Args>
+void launch_impl(const char* kernel_name, void (*kernel)(KArgs...), unsigned max_threads, dim3 grid, dim3 block,
+                 size_t dynamic_smem_bytes, Args&&... args) {
+  static_assert(sizeof...(KArgs) == sizeof...(Args), "petal::sim::launch: wrong number of kernel arguments");
+  using Pack = std::tuple<std::decay_t<KArgs>...>;
+  struct Payload {
+    void (*kernel)(KArgs...);
+    Pack args;
+  };
+  Payload payload{kernel, Pack(std::forward<Args>(args)...)};
+  launch_erased(
+      kernel_name, reinterpret_cast<const void*>(kernel), grid, block, dynamic_smem_bytes, max_threads,
+      [](void* raw) {
+        auto* p = static_cast<Payload*>(raw);
+        std::apply(p->kernel, p->args);  // copies each argument into the kernel's parameters
+      },
+      &payload);
+}
 }  // namespace detail
+
+/// Lets kernel use up to `bytes` of dynamic shared memory (over the default 48 KiB), as
+/// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) does on a
+/// GPU; a launch over 48 KiB without it fails. Throws when bytes exceed the target's maximum.
+template <typename... KArgs>
+void opt_in_dynamic_shared_memory(const char* kernel_name, void (*kernel)(KArgs...), size_t bytes) {
+  detail::opt_in_dynamic_shared_memory(reinterpret_cast<const void*>(kernel), kernel_name, bytes);
+}
 
 /// Runs kernel over grid x block simulated threads with dynamic_smem_bytes of dynamic shared
 /// memory and returns when the whole grid has finished. Arguments are converted to the
@@ -68,20 +104,15 @@ void launch_erased(const char* kernel_name, dim3 grid, dim3 block, size_t dynami
 template <typename... KArgs, typename... Args>
 void launch(const char* kernel_name, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t dynamic_smem_bytes,
             Args&&... args) {
-  static_assert(sizeof...(KArgs) == sizeof...(Args), "petal::sim::launch: wrong number of kernel arguments");
-  using Pack = std::tuple<std::decay_t<KArgs>...>;
-  struct Payload {
-    void (*kernel)(KArgs...);
-    Pack args;
-  };
-  Payload payload{kernel, Pack(std::forward<Args>(args)...)};
-  detail::launch_erased(
-      kernel_name, grid, block, dynamic_smem_bytes,
-      [](void* raw) {
-        auto* p = static_cast<Payload*>(raw);
-        std::apply(p->kernel, p->args);  // copies each argument into the kernel's parameters
-      },
-      &payload);
+  detail::launch_impl(kernel_name, kernel, 1024u, grid, block, dynamic_smem_bytes, std::forward<Args>(args)...);
+}
+
+/// launch() for a kernel declared with __launch_bounds__(max_threads): a block of more threads
+/// fails as it would on a GPU (the simulator cannot read the attribute, so the launch passes it).
+template <typename... KArgs, typename... Args>
+void launch_bounded(const char* kernel_name, void (*kernel)(KArgs...), unsigned max_threads, dim3 grid, dim3 block,
+                    size_t dynamic_smem_bytes, Args&&... args) {
+  detail::launch_impl(kernel_name, kernel, max_threads, grid, block, dynamic_smem_bytes, std::forward<Args>(args)...);
 }
 
 }  // namespace petal::sim

@@ -9,9 +9,13 @@
 //   reports mismatches with the call site (captured by __builtin_FILE/__builtin_LINE).
 // - Atomics are real atomics (blocks may run on several host threads at once).
 // - bf16/f16 and the vector types are CUDA's own headers, compiled host-side.
-// Inline-PTX features (mma.sync, ldmatrix, cp.async) have no emulation yet: their wrappers
-// belong in kernels/cuda/ptx.cuh with a CUDA body and a PETAL_SIM_COMPILE body that
-// reproduces the documented per-lane fragment layout (see docs/simulator.md).
+// - Static shared memory declared with PETAL_SHARED(T, name, dims) is fresh for every block:
+//   the first thread of a block that reaches the declaration fills it with poison (0xff
+//   bytes: NaN for floats), so reading what no thread of the block wrote fails a test.
+// - Atomics and __nanosleep are scheduling points (a spinning thread lets the others run);
+//   a block whose threads only spin is reported as a hang.
+// - Inline-PTX features (mma.sync, ldmatrix, cp.async) are wrapped in kernels/cuda/ptx.cuh,
+//   whose sim bodies rendezvous the warp through warp_matrix_collective.
 #pragma once
 #include <math.h>  // the float overloads of exp, log, ... in the global namespace, as in CUDA
 
@@ -64,6 +68,10 @@ struct ThreadView {
   uint3 block_idx;
   dim3 block_dim;
   dim3 grid_dim;
+  /// Per-simulated-thread state of the PTX wrappers (kernels/cuda/ptx.cuh: pending cp.async
+  /// groups); the engine calls ptx_state_free(ptx_state) when the thread ends, if set.
+  void* ptx_state = nullptr;
+  void (*ptx_state_free)(void*) = nullptr;
 };
 /// The simulated thread running on this host thread (nullptr outside kernels).
 extern __thread ThreadView* current_thread;
@@ -72,6 +80,7 @@ enum class WarpOp : int {
   Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All,
   ReduceAddU, ReduceMinU, ReduceMaxU, ReduceMinI, ReduceMaxI, ReduceAnd, ReduceOr, ReduceXor,
   MatchAny, MatchAll,
+  Matrix,  // a warp-wide matrix instruction (mma, ldmatrix): warp_matrix_collective
 };
 enum class BarrierKind : int { Plain, Count, And, Or };
 
@@ -80,12 +89,27 @@ enum class BarrierKind : int { Plain, Count, And, Or };
 /// argument of shuffles or the operand size in bytes of __match_*_sync.
 uint64_t warp_collective(WarpOp op, unsigned mask, uint64_t value, int param, int width, const char* name,
                          const char* file, int line);
+/// Rendezvous of all 32 lanes of a warp at a warp-wide matrix instruction (mma.sync,
+/// ldmatrix, ...): every lane of the warp must exist, be live and call it with the same
+/// `name`. When the last lane arrives, compute(lane_data) runs once with the 32 lanes'
+/// lane_data pointers (index = lane), in the context of that lane; then all lanes resume.
+/// It orders the lanes like a shuffle. A missing or mismatched lane is an error naming the kernel.
+void warp_matrix_collective(void* lane_data, void (*compute)(void* const* lane_data), const char* name,
+                            const char* file, int line);
 /// __syncthreads and its counting variants; returns the count / and / or of the predicates.
 int block_barrier(BarrierKind kind, int predicate, const char* file, int line);
 /// The block's dynamic shared memory (exactly the launch's byte count, 16-byte aligned).
 void* dynamic_shared_memory();
 /// The lanes of the calling thread's warp that exist and have not exited.
 unsigned active_mask();
+/// Static shared memory of the running block: poisons the `bytes` at p the first time a thread
+/// of this block asks for them (later threads of the block get them as they are); returns p.
+void* fresh_shared(void* p, size_t bytes);
+/// A scheduling point (atomics, __nanosleep): lets the other threads of the block run.
+/// `changed` tells whether the operation modified memory (progress, for hang detection).
+void yield_point(const char* what, bool changed, const char* file, int line);
+/// Fails the launch (naming kernel, block, thread and call site) unless p is `alignment`-aligned.
+void check_alignment(const void* p, size_t alignment, const char* what, const char* file, int line);
 /// __trap(): stops the launch with an error naming the kernel, block, thread and call site.
 [[noreturn]] void trap(const char* file, int line);
 
@@ -123,6 +147,13 @@ inline T atomic_update(T* addr, F update) {
 #define gridDim (static_cast<const dim3&>(::petal::sim::detail::current_thread->grid_dim))
 constexpr int warpSize = 32;
 
+/// Static shared memory, per block and poisoned at block start: PETAL_SHARED(float, tile, [32][33]);
+/// declares `tile` as a reference to a float[32][33] (nvcc side: __shared__ float tile[32][33]).
+#define PETAL_SHARED(T, name, dims)                                                                 \
+  __shared__ T name##_petal_storage dims;                                                          \
+  auto& name = *static_cast<std::remove_reference_t<decltype(name##_petal_storage)>*>(              \
+      ::petal::sim::detail::fresh_shared(&name##_petal_storage, sizeof(name##_petal_storage)))
+
 /// Dynamic shared memory as a T array (nvcc side: extern __shared__ in common.cuh).
 #define PETAL_DYNAMIC_SHARED(T, name) \
   T* name = reinterpret_cast<T*>(::petal::sim::detail::dynamic_shared_memory())
@@ -148,7 +179,9 @@ inline void __threadfence_system() { std::atomic_thread_fence(std::memory_order_
 [[noreturn]] inline void __trap(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   ::petal::sim::detail::trap(file, line);
 }
-inline void __nanosleep(unsigned) {}
+inline void __nanosleep(unsigned, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+  ::petal::sim::detail::yield_point("__nanosleep", false, file, line);
+}
 
 // ------------------------------------------------------------------ warp intrinsics
 inline void __syncwarp(unsigned mask = 0xffffffffu, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
@@ -216,8 +249,14 @@ inline unsigned __match_all_sync(unsigned mask, T value, int* pred, const char* 
 
 // ------------------------------------------------------------------ atomics
 // Old value returned, relaxed ordering (as on the GPU); float/half types via CAS loops.
-#define PETAL_SIM_ATOMIC_FETCH(fn, builtin, T) \
-  inline T fn(T* address, T val) { return builtin(address, val, __ATOMIC_RELAXED); }
+// Every atomic is a scheduling point, after the operation (a thread spinning on an atomic lets
+// the thread it waits for run); it made progress when it changed the value.
+#define PETAL_SIM_ATOMIC_FETCH(fn, builtin, T)                                                        \
+  inline T fn(T* address, T val, const char* file = __builtin_FILE(), int line = __builtin_LINE()) { \
+    const T old = builtin(address, val, __ATOMIC_RELAXED);                                          \
+    ::petal::sim::detail::yield_point(#fn, __atomic_load_n(address, __ATOMIC_RELAXED) != old, file, line); \
+    return old;                                                                                     \
+  }
 PETAL_SIM_ATOMIC_FETCH(atomicAdd, __atomic_fetch_add, int)
 PETAL_SIM_ATOMIC_FETCH(atomicAdd, __atomic_fetch_add, unsigned)
 PETAL_SIM_ATOMIC_FETCH(atomicAdd, __atomic_fetch_add, unsigned long long)
@@ -234,9 +273,12 @@ PETAL_SIM_ATOMIC_FETCH(atomicXor, __atomic_fetch_xor, unsigned)
 PETAL_SIM_ATOMIC_FETCH(atomicXor, __atomic_fetch_xor, unsigned long long)
 #undef PETAL_SIM_ATOMIC_FETCH
 
-#define PETAL_SIM_ATOMIC_UPDATE(fn, T, expr) \
-  inline T fn(T* address, T val) {           \
-    return ::petal::sim::detail::atomic_update(address, [val](T old) -> T { return expr; }); \
+#define PETAL_SIM_ATOMIC_UPDATE(fn, T, expr)                                                          \
+  inline T fn(T* address, T val, const char* file = __builtin_FILE(), int line = __builtin_LINE()) { \
+    const T old = ::petal::sim::detail::atomic_update(address, [val](T old) -> T { return expr; });  \
+    const T now = expr;                                                                             \
+    ::petal::sim::detail::yield_point(#fn, std::memcmp(&old, &now, sizeof(T)) != 0, file, line);     \
+    return old;                                                                                     \
   }
 PETAL_SIM_ATOMIC_UPDATE(atomicAdd, float, old + val)
 PETAL_SIM_ATOMIC_UPDATE(atomicAdd, double, old + val)
@@ -255,31 +297,38 @@ PETAL_SIM_ATOMIC_UPDATE(atomicDec, unsigned, (old == 0u || old > val) ? val : ol
 #undef PETAL_SIM_ATOMIC_UPDATE
 
 template <typename T>
-inline T petal_sim_atomic_exchange(T* address, T val) {
+inline T petal_sim_atomic_exchange(T* address, T val, const char* file, int line) {
   T old;
   __atomic_exchange(address, &val, &old, __ATOMIC_RELAXED);
+  ::petal::sim::detail::yield_point("atomicExch", std::memcmp(&old, &val, sizeof(T)) != 0, file, line);
   return old;
 }
-inline int atomicExch(int* a, int v) { return petal_sim_atomic_exchange(a, v); }
-inline unsigned atomicExch(unsigned* a, unsigned v) { return petal_sim_atomic_exchange(a, v); }
-inline unsigned long long atomicExch(unsigned long long* a, unsigned long long v) {
-  return petal_sim_atomic_exchange(a, v);
-}
-inline float atomicExch(float* a, float v) { return petal_sim_atomic_exchange(a, v); }
+#define PETAL_SIM_ATOMIC_EXCH(T)                                                                     \
+  inline T atomicExch(T* a, T v, const char* file = __builtin_FILE(), int line = __builtin_LINE()) { \
+    return petal_sim_atomic_exchange(a, v, file, line);                                             \
+  }
+PETAL_SIM_ATOMIC_EXCH(int)
+PETAL_SIM_ATOMIC_EXCH(unsigned)
+PETAL_SIM_ATOMIC_EXCH(unsigned long long)
+PETAL_SIM_ATOMIC_EXCH(float)
+#undef PETAL_SIM_ATOMIC_EXCH
 
 template <typename T>
-inline T petal_sim_atomic_cas(T* address, T compare, T val) {
-  __atomic_compare_exchange(address, &compare, &val, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+inline T petal_sim_atomic_cas(T* address, T compare, T val, const char* file, int line) {
+  const bool swapped =
+      __atomic_compare_exchange(address, &compare, &val, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  ::petal::sim::detail::yield_point("atomicCAS", swapped && std::memcmp(&compare, &val, sizeof(T)) != 0, file, line);
   return compare;  // holds the old value whether or not the swap happened
 }
-inline int atomicCAS(int* a, int c, int v) { return petal_sim_atomic_cas(a, c, v); }
-inline unsigned atomicCAS(unsigned* a, unsigned c, unsigned v) { return petal_sim_atomic_cas(a, c, v); }
-inline unsigned long long atomicCAS(unsigned long long* a, unsigned long long c, unsigned long long v) {
-  return petal_sim_atomic_cas(a, c, v);
-}
-inline unsigned short atomicCAS(unsigned short* a, unsigned short c, unsigned short v) {
-  return petal_sim_atomic_cas(a, c, v);
-}
+#define PETAL_SIM_ATOMIC_CAS(T)                                                                           \
+  inline T atomicCAS(T* a, T c, T v, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {  \
+    return petal_sim_atomic_cas(a, c, v, file, line);                                                    \
+  }
+PETAL_SIM_ATOMIC_CAS(int)
+PETAL_SIM_ATOMIC_CAS(unsigned)
+PETAL_SIM_ATOMIC_CAS(unsigned long long)
+PETAL_SIM_ATOMIC_CAS(unsigned short)
+#undef PETAL_SIM_ATOMIC_CAS
 
 // ------------------------------------------------------------------ loads/stores with cache hints
 template <typename T>
