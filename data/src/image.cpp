@@ -78,6 +78,17 @@ bool png_ihdr_size(const unsigned char* b, size_t n, int64_t* w, int64_t* h) {
   return true;
 }
 
+// Whether stb_image's PNG header checks refuse this size: a side over 2^24, or more than
+// 2^30 bytes of decoded pixels (4 bytes a pixel counted for palette images), as in
+// stbi__parse_png_file. (stbi_info's own reason is overwritten by the other formats it tries.)
+bool png_over_stb_limit(const unsigned char* b, size_t n, int64_t w, int64_t h) {
+  if (w <= 0 || h <= 0) return false;
+  if (w > (1 << 24) || h > (1 << 24)) return true;
+  const int color = n > 25 ? b[25] : 2;
+  const int64_t bytes_per_pixel = color == 3 ? 4 : (color & 2 ? 3 : 1) + (color & 4 ? 1 : 0);
+  return (int64_t(1) << 30) / w / bytes_per_pixel < h;
+}
+
 std::string stb_format_name(const unsigned char* b, size_t n) {
   if (is_png(b, n)) return "PNG";
   if (n >= 2 && b[0] == 'B' && b[1] == 'M') return "BMP";
@@ -187,7 +198,7 @@ ImageInfo stb_info(const unsigned char* buf, size_t nbytes, const std::string& n
     int64_t pw = 0, ph = 0;
     const bool has_size = png_ihdr_size(buf, nbytes, &pw, &ph);
     const bool too_large = reason.find("too large") != std::string::npos || reason.find("Very large") != std::string::npos ||
-                           (has_size && (pw > (1 << 24) || ph > (1 << 24)));
+                           (has_size && png_over_stb_limit(buf, nbytes, pw, ph));
     if (too_large) {
       PETAL_FAIL("read_image: '", name, "'", has_size ? detail::str_cat(" is a ", pw, "x", ph, " ", info.format) : std::string(),
                  ", larger than stb_image (petal's decoder for ", info.format,
