@@ -23,6 +23,13 @@ export PATH="$PATH:/usr/local/cuda/bin"
 # them from starving each other on a small machine.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
+# Test-only dependency: CUTLASS's headers (PyPI wheel nvidia-cutlass) for the check of the PTX
+# fragment layouts against CuTe; tests/sim finds them here, and the check reports skipped without.
+if ! compgen -G "build/venv-cutlass/lib/python3*/site-packages/cutlass_library/source/include/cute" >/dev/null; then
+  { python3 -m venv build/venv-cutlass && build/venv-cutlass/bin/pip install -q --no-deps nvidia-cutlass; } ||
+    echo "test.sh: could not install nvidia-cutlass; the CuTe layout check will report skipped" >&2
+fi
+
 echo "== release build"
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}"
 cmake --build build/release -j "$jobs"
