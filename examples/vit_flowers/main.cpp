@@ -21,6 +21,7 @@ namespace {
 const char* kUsage = R"(usage:
   vit_flowers train [options]      train a ViT (on --data, or on generated flowers)
   vit_flowers predict --weights CKPT --image IMG [--class-indices JSON] [--top K] [--device D]
+                      [--max-image-pixels N]
   vit_flowers synth --out DIR [--per-class N] [--size S] [--seed S] [--format jpg|png]
 
 train options (defaults: with --data, the seed's recipe; without, a small run that finishes
@@ -50,6 +51,7 @@ in a few minutes on a 2-core CPU):
   --freeze-layers        train only the classifier head
   --device D             cpu | sim | cuda[:N] | auto (cuda if usable)    [cpu]
   --workers N            data loader threads                              [2]
+  --max-image-pixels N   refuse images of more pixels (decompression bombs); 0 = no limit [89478485]
   --out DIR              checkpoints, class_indices.json, generated data  [runs/vit_flowers]
   --resume CKPT          continue from a checkpoint-last.safetensors
   --seed S                                                                [0]
@@ -172,6 +174,7 @@ int cmd_train(const Args& a) {
   c.freeze_layers = a.flags.count("freeze-layers") != 0;
   c.device = a.str("device", c.device);
   c.workers = static_cast<int>(a.i64("workers", c.workers));
+  c.max_image_pixels = a.i64("max-image-pixels", c.max_image_pixels);
   c.out_dir = a.str("out", c.out_dir);
   c.resume = a.str("resume", "");
   c.seed = static_cast<uint64_t>(a.i64("seed", 0));
@@ -186,7 +189,8 @@ int cmd_train(const Args& a) {
 int cmd_predict(const Args& a) {
   PETAL_CHECK(a.has("weights") && a.has("image"), "predict needs --weights CKPT and --image IMG");
   auto ranked = vit_flowers::predict(a.str("weights", ""), a.str("image", ""), a.str("class-indices", ""),
-                                     a.i64("top", 5), a.str("device", "cpu"));
+                                     a.i64("top", 5), a.str("device", "cpu"),
+                                     a.i64("max-image-pixels", petal::data::kDefaultMaxImagePixels));
   std::cout << a.str("image", "") << ":\n";
   for (const auto& [name, p] : ranked) {
     char line[128];
@@ -227,11 +231,11 @@ int main(int argc, char** argv) {
                              {"data", "synthetic", "synthetic-size", "synthetic-format", "model", "img-size", "patch-size", "width", "depth",
                               "heads", "drop-path", "epochs", "batch-size", "optimizer", "lr", "lrf", "momentum",
                               "weight-decay", "warmup-epochs", "label-smoothing", "clip-grad", "min-crop-scale",
-                              "val-ratio", "weights", "device", "workers", "out", "resume", "seed"},
+                              "val-ratio", "weights", "device", "workers", "out", "resume", "seed", "max-image-pixels"},
                              {"freeze-layers", "quiet"}));
     }
     if (cmd == "predict") {
-      return cmd_predict(parse(argc, argv, {"weights", "image", "class-indices", "top", "device"}, {}));
+      return cmd_predict(parse(argc, argv, {"weights", "image", "class-indices", "top", "device", "max-image-pixels"}, {}));
     }
     if (cmd == "synth") return cmd_synth(parse(argc, argv, {"out", "per-class", "size", "seed", "format"}, {}));
     std::cerr << "vit_flowers: unknown command '" << cmd << "'\n" << kUsage;

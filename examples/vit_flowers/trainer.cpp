@@ -4,6 +4,8 @@
 #include "trainer.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -133,6 +135,33 @@ std::string fmt(double v, int precision = 4) {
   return os.str();
 }
 
+/// A number from a checkpoint's metadata entry, or an error naming the file and entry.
+double checkpoint_number(const std::string& file, const std::string& key, const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  PETAL_CHECK(!text.empty() && end == text.c_str() + text.size() && errno != ERANGE && std::isfinite(v),
+              "vit_flowers: checkpoint '", file, "': entry '", key, "' = '", text, "' is not a finite number");
+  return v;
+}
+
+/// The class names stored in a checkpoint's "classes" entry (a JSON list of strings).
+std::vector<std::string> checkpoint_classes(const std::string& file, const std::string& text) {
+  try {
+    return json::parse(text).get<std::vector<std::string>>();
+  } catch (const std::exception& e) {
+    PETAL_FAIL("vit_flowers: checkpoint '", file, "': entry 'classes' is not a JSON list of class names: ", e.what());
+  }
+}
+
+/// Run settings stored with each checkpoint so --resume can tell what changed.
+std::map<std::string, std::string> run_settings(const TrainConfig& c) {
+  return {{"train.lr", fmt(c.lr, 17)},        {"train.lrf", fmt(c.lrf, 17)},
+          {"train.batch_size", std::to_string(c.batch_size)}, {"train.seed", std::to_string(c.seed)},
+          {"train.epochs", std::to_string(c.epochs)},        {"train.optimizer", c.optimizer},
+          {"train.warmup_epochs", std::to_string(c.warmup_epochs)}, {"train.weight_decay", fmt(c.weight_decay, 17)}};
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- config and JSON
@@ -172,12 +201,12 @@ std::string config_to_json(const nn::ViTConfig& c) {
   return j.dump();
 }
 
-nn::ViTConfig config_from_json(const std::string& text) {
+nn::ViTConfig config_from_json(const std::string& text, const std::string& where) {
   json j;
   try {
     j = json::parse(text);
   } catch (const std::exception& e) {
-    PETAL_FAIL("vit_flowers: bad model config in checkpoint: ", e.what());
+    PETAL_FAIL("vit_flowers: ", where, " is not valid JSON: ", e.what());
   }
   nn::ViTConfig c;
   try {
@@ -199,7 +228,7 @@ nn::ViTConfig config_from_json(const std::string& text) {
     c.pool = j.at("pool");
     c.norm_eps = j.at("norm_eps");
   } catch (const std::exception& e) {
-    PETAL_FAIL("vit_flowers: incomplete model config in checkpoint: ", e.what());
+    PETAL_FAIL("vit_flowers: ", where, " is incomplete or has a wrong type: ", e.what());
   }
   return c;
 }
@@ -235,8 +264,12 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   const double t_start = now_seconds();
   const Device device = resolve_device(config.device);
   PETAL_CHECK(config.epochs > 0 && config.batch_size > 0, "vit_flowers: --epochs and --batch-size must be positive");
-  if (!config.data_dir.empty()) data::ImageFolder check(config.data_dir);  // fail before creating --out
+  data::ImageFolderOptions folder_options;
+  folder_options.max_image_pixels = config.max_image_pixels;
+  if (!config.data_dir.empty()) data::ImageFolder check(config.data_dir, nullptr, folder_options);  // fail before creating --out
   fs::create_directories(config.out_dir);
+  for (const std::string& stale : remove_stale_temporaries(config.out_dir))
+    log << "removed " << stale << " (an unfinished write of a process that no longer runs)\n";
   manual_seed(config.seed);
 
   // ---- data
@@ -254,7 +287,8 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     log << "no --data given: generated " << n << " synthetic flower images (" << so.per_class << " per class, " << so.size
         << "x" << so.size << " " << so.format << ") in " << root << " (" << fmt(now_seconds() - t0, 2) << " s)\n";
   }
-  data::ImageFolder folder(root);
+  data::ImageFolder folder(root, nullptr, folder_options);
+  for (const std::string& w : folder.warnings()) log << "warning: " << w << "\n";
   TrainResult result;
   result.classes = folder.classes();
   const auto counts = folder.class_counts();
@@ -281,15 +315,17 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   lo.shuffle = true;
   lo.num_workers = config.workers;
   lo.seed = config.seed;
-  data::DataLoader train_loader(std::make_shared<data::ImageDataset>(split.train, train_tf), lo);
+  data::DataLoader train_loader(std::make_shared<data::ImageDataset>(split.train, train_tf, config.max_image_pixels), lo);
   lo.shuffle = false;
-  data::DataLoader val_loader(std::make_shared<data::ImageDataset>(split.val, val_tf), lo);
+  data::DataLoader val_loader(std::make_shared<data::ImageDataset>(split.val, val_tf, config.max_image_pixels), lo);
 
   // ---- model
   const nn::ViTConfig mc = model_config(config, static_cast<int64_t>(folder.classes().size()));
   nn::ViT model(mc);
   if (!config.weights.empty()) {
-    nn::PretrainedReport report = nn::load_pretrained(model, config.weights);
+    nn::PretrainedOptions po;
+    po.min_loaded_fraction = config.min_weights_matched;
+    nn::PretrainedReport report = nn::load_pretrained(model, config.weights, po);
     log << "pretrained weights " << config.weights << ":\n" << report.summary() << "\n";
   }
   if (config.freeze_layers) model.freeze_all_but_head();
@@ -341,11 +377,75 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
                                               {"classes", json(folder.classes()).dump()},
                                               {"mean", json(kMean).dump()},
                                               {"std", json(kStd).dump()}};
+  for (const auto& kv : run_settings(config)) extra[kv.first] = kv.second;
   if (!config.resume.empty()) {
-    nn::CheckpointInfo info = nn::load_checkpoint(config.resume, model, optimizer.get(), &schedule);
+    const std::string& ck = config.resume;
+    // What the checkpoint was trained on must be what this run trains: another class list
+    // (even renamed) or another model would resume into nonsense.
+    {
+      // Only the header's metadata is read here; load_checkpoint below validates the rest.
+      std::map<std::string, std::string> saved_extra;
+      for (const auto& [k, v] : load_safetensors_metadata(ck))
+        if (k.rfind("extra.", 0) == 0) saved_extra[k.substr(6)] = v;
+      auto classes_it = saved_extra.find("classes");
+      if (classes_it != saved_extra.end()) {
+        const auto saved_classes = checkpoint_classes(ck, classes_it->second);
+        PETAL_CHECK(saved_classes == folder.classes(), "vit_flowers: cannot --resume '", ck, "': it was trained on classes ",
+                    json(saved_classes).dump(), ", this dataset has ", json(folder.classes()).dump());
+      }
+      auto cfg_it = saved_extra.find("model_config");
+      if (cfg_it != saved_extra.end()) {
+        const nn::ViTConfig saved_mc = config_from_json(cfg_it->second, "checkpoint '" + ck + "' entry 'model_config'");
+        PETAL_CHECK(config_to_json(saved_mc) == config_to_json(mc), "vit_flowers: cannot --resume '", ck,
+                    "': it holds another model\n  checkpoint: ", config_to_json(saved_mc), "\n  this run:   ",
+                    config_to_json(mc));
+      }
+      const auto now = run_settings(config);
+      for (const auto& [key, value] : now) {
+        auto it = saved_extra.find(key);
+        if (it == saved_extra.end() || it->second == value) continue;
+        const bool ignored = key == "train.lr" || key == "train.weight_decay";
+        if (ignored) extra[key] = it->second;  // what the resumed optimizer really uses
+        if (key == "train.optimizer")
+          PETAL_FAIL("vit_flowers: cannot --resume '", ck, "' with --optimizer ", value, ": it was trained with ",
+                     it->second);
+        log << "warning: --resume '" << ck << "': " << key.substr(6) << " was " << it->second << ", now " << value
+            << (key == "train.epochs" || key == "train.lrf" || key == "train.warmup_epochs"
+                    ? " (the learning-rate schedule changes)"
+                    : key == "train.seed" || key == "train.batch_size" ? " (the data order changes: not the run that was saved)"
+                                                                    : " (ignored: the optimizer continues with the checkpoint's value)")
+            << "\n";
+      }
+    }
+    nn::CheckpointInfo info = nn::load_checkpoint(ck, model, optimizer.get(), &schedule);
     start_epoch = info.epoch;
-    if (info.extra.count("best_val_acc")) result.best_val_acc = std::stod(info.extra.at("best_val_acc"));
-    if (info.extra.count("best_epoch")) result.best_epoch = std::stoll(info.extra.at("best_epoch"));
+    if (info.extra.count("best_val_acc"))
+      result.best_val_acc = checkpoint_number(ck, "extra.best_val_acc", info.extra.at("best_val_acc"));
+    if (info.extra.count("best_epoch")) {
+      const double e = checkpoint_number(ck, "extra.best_epoch", info.extra.at("best_epoch"));
+      PETAL_CHECK(e == std::floor(e) && e >= -1 && e < static_cast<double>(start_epoch) + 1, "vit_flowers: checkpoint '",
+                  ck, "': entry 'extra.best_epoch' = ", info.extra.at("best_epoch"), " is not an epoch before ", start_epoch);
+      result.best_epoch = static_cast<int64_t>(e);
+    }
+    // After an epoch every trained parameter has optimizer state (AdamW's moments, SGD's
+    // momentum buffer); a checkpoint that lacks some would resume with them reset.
+    if (start_epoch > 0 && (config.optimizer == "adamw" || config.momentum != 0.0)) {
+      const optim::OptimizerState st = optimizer->state_dict();
+      const std::vector<std::string> needed = config.optimizer == "adamw" ? std::vector<std::string>{"exp_avg", "exp_avg_sq"}
+                                                                           : std::vector<std::string>{"momentum_buffer"};
+      std::vector<std::string> missing;
+      for (size_t i = 0; i < trainable.size(); ++i)
+        for (const auto& n : needed)
+          if (!st.tensors.count("state." + std::to_string(i) + "." + n))
+            missing.push_back("optim.state." + std::to_string(i) + "." + n + " (" + trainable[i].first + ")");
+      if (!missing.empty()) {
+        std::string msg = "vit_flowers: checkpoint '" + ck + "' lacks optimizer state after " +
+                          std::to_string(start_epoch) + " epochs:";
+        for (size_t i = 0; i < missing.size() && i < 10; ++i) msg += "\n  " + missing[i];
+        if (missing.size() > 10) msg += "\n  ... and " + std::to_string(missing.size() - 10) + " more";
+        PETAL_FAIL(msg);
+      }
+    }
     log << "resumed from " << config.resume << " after epoch " << start_epoch << " (best val acc "
         << fmt(result.best_val_acc) << ")\n";
   }
@@ -401,31 +501,40 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
 
 std::vector<std::pair<std::string, double>> predict(const std::string& checkpoint, const std::string& image,
                                                     const std::string& class_indices, int64_t top_k,
-                                                    const std::string& device_name) {
+                                                    const std::string& device_name, int64_t max_image_pixels) {
   const Device device = resolve_device(device_name);
   nn::TrainingCheckpoint ck = nn::read_checkpoint(checkpoint);
   auto cfg_it = ck.extra.find("model_config");
   PETAL_CHECK(cfg_it != ck.extra.end(), "vit_flowers predict: '", checkpoint,
               "' has no model_config entry (not written by vit_flowers train)");
-  const nn::ViTConfig mc = config_from_json(cfg_it->second);
+  const nn::ViTConfig mc = config_from_json(cfg_it->second, "checkpoint '" + checkpoint + "' entry 'model_config'");
   std::vector<std::string> classes;
   if (!class_indices.empty()) {
     classes = read_class_indices(class_indices);
   } else if (ck.extra.count("classes")) {
-    classes = json::parse(ck.extra.at("classes")).get<std::vector<std::string>>();
+    classes = checkpoint_classes(checkpoint, ck.extra.at("classes"));
   }
   PETAL_CHECK(static_cast<int64_t>(classes.size()) == mc.num_classes, "vit_flowers predict: ", classes.size(),
-              " class names for a model with ", mc.num_classes, " classes");
+              " class names (from '", class_indices.empty() ? checkpoint : class_indices, "') for a model with ",
+              mc.num_classes, " classes (checkpoint '", checkpoint, "')");
   nn::ViT model(mc);
   nn::StateDict sd;
   for (const auto& [name, t] : ck.model) sd.insert(name, t);
-  model.load_state_dict(sd);
+  try {
+    model.load_state_dict(sd);
+  } catch (const Error& e) {
+    PETAL_FAIL("vit_flowers predict: checkpoint '", checkpoint, "' does not fit its own model_config: ", e.what());
+  }
   model.to(device);
   model.eval();
 
-  Tensor x = (*data::val_transform(mc.img_size, kMean, kStd))(data::read_image(image));
+  Tensor x = (*data::val_transform(mc.img_size, kMean, kStd))(data::read_image(image, 3, max_image_pixels));
   NoGradGuard no_grad;
-  Tensor probs = softmax(model.forward(x.unsqueeze(0).to(device)), 1).cpu();
+  Tensor logits = model.forward(x.unsqueeze(0).to(device)).cpu();
+  for (double v : logits.tolist<double>())
+    PETAL_CHECK(std::isfinite(v), "vit_flowers predict: the model of '", checkpoint, "' gives non-finite logits (", v,
+                ") for '", image, "'");
+  Tensor probs = softmax(logits, 1);
   const auto p = probs.tolist<double>();
   std::vector<std::pair<std::string, double>> ranked;
   for (size_t c = 0; c < p.size(); ++c) ranked.emplace_back(classes[c], p[c]);

@@ -26,6 +26,7 @@ struct TrainConfig {
   double val_ratio = 0.2;              ///< the seed's read_split_data(val_rate=0.2)
   double min_crop_scale = 0.08;        ///< RandomResizedCrop scale lower bound
   int workers = 2;                     ///< DataLoader threads
+  int64_t max_image_pixels = petal::data::kDefaultMaxImagePixels;  ///< decompression-bomb limit; <= 0: none
   // ---- model
   std::string model = "vit_base";      ///< vit_tiny|vit_small|vit_base|seed_vit_b16 (or a full preset name)
   int64_t img_size = 224;
@@ -33,6 +34,7 @@ struct TrainConfig {
   int64_t width = 0, depth = 0, heads = 0;  ///< 0: the preset's
   double drop_path = 0.0;
   std::string weights;                 ///< pretrained timm safetensors to start from
+  double min_weights_matched = 0.5;    ///< refuse --weights matching fewer of the model's tensors
   bool freeze_layers = false;          ///< train only the head (the seed's default with weights)
   // ---- optimisation
   int64_t epochs = 10;
@@ -76,14 +78,17 @@ petal::Device resolve_device(const std::string& name);
 /// Runs the whole training flow, printing progress to log.
 TrainResult train(const TrainConfig& config, std::ostream& log);
 
-/// Ranked classes (name, probability) for one image, best first.
+/// Ranked classes (name, probability) for one image, best first. Refuses non-finite weights
+/// and non-finite logits, naming the checkpoint.
 std::vector<std::pair<std::string, double>> predict(const std::string& checkpoint, const std::string& image,
                                                      const std::string& class_indices = "", int64_t top_k = 5,
-                                                     const std::string& device = "cpu");
+                                                     const std::string& device = "cpu",
+                                                     int64_t max_image_pixels = petal::data::kDefaultMaxImagePixels);
 
-/// ViTConfig <-> JSON text (stored in checkpoints so predict needs no flags).
+/// ViTConfig <-> JSON text (stored in checkpoints so predict needs no flags); `where` names
+/// the file and entry in errors.
 std::string config_to_json(const petal::nn::ViTConfig& c);
-petal::nn::ViTConfig config_from_json(const std::string& json);
+petal::nn::ViTConfig config_from_json(const std::string& json, const std::string& where = "model config");
 
 /// class_indices.json as the seed writes it: {"0": "daisy", ...}.
 void write_class_indices(const std::string& path, const std::vector<std::string>& classes);

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
+#include <vector>
 
 namespace petal::nn {
 
@@ -58,6 +60,47 @@ int64_t parse_i64(const std::string& path, const std::string& key, const std::st
   return static_cast<int64_t>(v);
 }
 
+// Every parameter with optimizer state must hold the same state tensors (AdamW's exp_avg and
+// exp_avg_sq, SGD's momentum_buffer) and, when any has one, a step count: a checkpoint with
+// one of them deleted would otherwise resume with a silently re-initialized moment.
+void check_optimizer_state_complete(const std::string& path, const TrainingCheckpoint& c) {
+  if (!c.has_optimizer) return;
+  std::map<std::string, std::set<std::string>> per_param;  // "state.<i>" -> its entries
+  std::set<std::string> tensor_names;
+  bool any_step = false;
+  auto split = [](const std::string& key, std::string& param, std::string& entry) {
+    if (!starts_with(key, "state.")) return false;
+    const auto dot = key.find('.', 6);
+    if (dot == std::string::npos) return false;
+    param = key.substr(0, dot);
+    entry = key.substr(dot + 1);
+    return true;
+  };
+  std::string param, entry;
+  for (const auto& kv : c.optimizer.tensors)
+    if (split(kv.first, param, entry)) {
+      per_param[param].insert(entry);
+      tensor_names.insert(entry);
+    }
+  for (const auto& kv : c.optimizer.scalars)
+    if (split(kv.first, param, entry) && entry == "step") {
+      per_param[param].insert(entry);
+      any_step = true;
+    }
+  std::vector<std::string> problems;
+  for (const auto& [p, entries] : per_param) {
+    for (const auto& t : tensor_names)
+      if (!entries.count(t)) problems.push_back("missing tensor 'optim." + p + "." + t + "'");
+    if (any_step && !entries.count("step")) problems.push_back("missing entry 'optim." + p + ".step'");
+  }
+  if (!problems.empty()) {
+    std::string msg = "checkpoint '" + path + "': incomplete optimizer state:";
+    for (size_t i = 0; i < problems.size() && i < 20; ++i) msg += "\n  " + problems[i];
+    if (problems.size() > 20) msg += "\n  ... and " + std::to_string(problems.size() - 20) + " more";
+    PETAL_FAIL(msg);
+  }
+}
+
 }  // namespace
 
 void write_checkpoint(const std::string& path, const TrainingCheckpoint& c) {
@@ -89,6 +132,8 @@ TrainingCheckpoint read_checkpoint(const std::string& path) {
               " is not supported (this build reads version ", kFormatVersion, ")");
   TrainingCheckpoint c;
   c.epoch = parse_i64(path, "epoch", meta_at(path, m, "epoch"));
+  PETAL_CHECK(c.epoch >= 0, "checkpoint '", path, "': entry 'epoch' = ", c.epoch,
+              " is negative (the number of epochs completed is 0 or more)");
   c.rng.seed = parse_u64(path, "rng.seed", meta_at(path, m, "rng.seed"));
   c.rng.offset = parse_u64(path, "rng.offset", meta_at(path, m, "rng.offset"));
   c.has_optimizer = meta_at(path, m, "optim.present") == "1";
@@ -112,6 +157,8 @@ TrainingCheckpoint read_checkpoint(const std::string& path) {
       c.extra[k.substr(6)] = v;
     }
   }
+  check_finite(file.tensors, "checkpoint '" + path + "'");
+  check_optimizer_state_complete(path, c);
   return c;
 }
 

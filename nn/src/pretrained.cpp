@@ -257,6 +257,27 @@ PretrainedReport load_pretrained(ViT& model, const TensorMap& weights, const Pre
     for (const auto& e : shape_errors) msg += "\n  " + e;
     PETAL_FAIL(msg);
   }
+  {
+    TensorMap to_load;
+    for (const auto& [name, src] : plan) to_load.emplace(name, src);
+    check_finite(to_load, "load_pretrained");
+  }
+  // The tensors a file could fill: all of the model's, but its head when the head is dropped.
+  size_t wanted = 0;
+  for (const auto& kv : own) wanted += !(report.head_dropped && kv.first.rfind("head.", 0) == 0);
+  if (options.min_loaded_fraction > 0 &&
+      static_cast<double>(plan.size()) < options.min_loaded_fraction * static_cast<double>(wanted)) {
+    auto first = [](const std::vector<std::string>& v) {
+      std::vector<std::string> head(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(v.size(), 12)));
+      return join(head) + (v.size() > 12 ? ", ... (" + std::to_string(v.size()) + " in all)" : std::string());
+    };
+    std::string msg = detail::str_cat("load_pretrained: only ", plan.size(), " of the model's ", wanted,
+                                      " tensors match the file (at least ", options.min_loaded_fraction * 100,
+                                      "% required); is it a timm ViT checkpoint?");
+    if (!report.missing.empty()) msg += "\n  model tensors not in the file: " + first(report.missing);
+    if (!report.unexpected.empty()) msg += "\n  file tensors the model does not have: " + first(report.unexpected);
+    PETAL_FAIL(msg);
+  }
   if (options.strict && (!report.missing.empty() || !report.unexpected.empty())) {
     std::string msg = "load_pretrained (strict):";
     if (!report.missing.empty()) msg += "\n  missing keys: " + join(report.missing);

@@ -8,7 +8,8 @@
 //    bilinear (PyTorch's non-antialiased modes) are available too;
 //  - keys the model lacks (unexpected) and model keys the file lacks (missing, left as
 //    initialized) are listed in the report; strict mode turns them into an error;
-//  - values are converted to the model's dtype and copied onto its device.
+//  - values are converted to the model's dtype and copied onto its device;
+//  - a non-finite value in a tensor to be loaded is an error naming it.
 // A shape mismatch anywhere else (another width, depth or patch size) is an error that
 // lists every offending key with both shapes.
 #pragma once
@@ -33,6 +34,9 @@ struct PretrainedOptions {
   PosEmbedInterpolation interpolation = PosEmbedInterpolation::BicubicAntialias;
   /// Throw (listing them) when any key is missing or unexpected, the dropped head aside.
   bool strict = false;
+  /// Throw (listing what did not match) when fewer than this fraction of the model's
+  /// tensors (the dropped head aside) would be loaded; 0 accepts any number, even none.
+  double min_loaded_fraction = 0.0;
 };
 
 /// What load_pretrained did.
