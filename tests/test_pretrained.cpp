@@ -274,3 +274,37 @@ TEST_CASE("load_pretrained converts half-precision files and handles the class-t
   testing::check_close(model.pos_embed.narrow(1, 16, 1), file_pos.narrow(1, 0, 1), 0.0, "class token row last");
   testing::check_close(model.pos_embed.narrow(1, 0, 16), file_pos.narrow(1, 1, 16), 0.0, "grid rows first");
 }
+
+TEST_CASE("load_pretrained refuses files that match too little, and non-finite values", "[pretrained][bad_inputs]") {
+  manual_seed(14);
+  nn::ViT source(tiny_config(32, 5));
+  manual_seed(15);
+  nn::ViT model(tiny_config(32, 5));
+  const Tensor cls_before = model.cls_token.clone();
+  nn::PretrainedOptions half;
+  half.min_loaded_fraction = 0.5;
+
+  // Keys of another naming scheme: nothing matches.
+  TensorMap renamed;
+  for (const auto& [k, v] : source.state_dict()) renamed["model." + k] = v;
+  CHECK_THROWS_WITH(nn::load_pretrained(model, renamed, half),
+                    Contains("only 0 of the model's") && Contains("model tensors not in the file: cls_token") &&
+                        Contains("file tensors the model does not have: model."));
+  CHECK_NOTHROW(nn::load_pretrained(model, renamed));  // the default accepts it (and reports it)
+
+  // Under half of the tensors: refused; the full set: accepted.
+  TensorMap few = to_map(source.state_dict());
+  size_t keep = 0;
+  for (auto it = few.begin(); it != few.end();) it = (keep++ % 3 == 0) ? std::next(it) : few.erase(it);
+  CHECK_THROWS_WITH(nn::load_pretrained(model, few, half), Contains("at least 50% required"));
+  testing::check_close(model.cls_token, cls_before.to(DType::f64), 0.0, "refused load leaves the model untouched");
+
+  TensorMap bad = to_map(source.state_dict());
+  Tensor w = bad.at("blocks.0.attn.qkv.weight").clone();
+  w.data<float>()[5] = std::numeric_limits<float>::infinity();
+  bad["blocks.0.attn.qkv.weight"] = w;
+  CHECK_THROWS_WITH(nn::load_pretrained(model, bad, half),
+                    Contains("'blocks.0.attn.qkv.weight'") && Contains("non-finite") && Contains("flat index 5"));
+  testing::check_close(model.cls_token, cls_before.to(DType::f64), 0.0, "refused load leaves the model untouched");
+  CHECK(nn::load_pretrained(model, to_map(source.state_dict()), half).loaded.size() == model.state_dict().size());
+}

@@ -229,3 +229,42 @@ TEST_CASE("load_checkpoint errors name the problem and change nothing", "[serial
     CHECK_THROWS_WITH(nn::read_checkpoint(file.path), Contains("not a petal training checkpoint") && Contains(file.path));
   }
 }
+
+TEST_CASE("read_checkpoint refuses a negative epoch, non-finite tensors and incomplete optimizer state",
+          "[serialize][checkpoint][bad_inputs]") {
+  TempFile file("bad_entries.safetensors");
+  Run run(12, "adamw");
+  run.step();
+  nn::save_checkpoint(file.path, *run.model, run.optimizer.get(), run.schedule.get(), 1);
+  SafetensorsContents raw = load_safetensors_contents(file.path);
+  REQUIRE(raw.tensors.count("optim.state.3.exp_avg_sq"));
+  auto rewrite = [&](const std::function<void(SafetensorsContents&)>& edit) {
+    SafetensorsContents c = raw;
+    edit(c);
+    save_safetensors(file.path, c.tensors, c.metadata);
+  };
+  CHECK_NOTHROW(nn::read_checkpoint(file.path));
+
+  rewrite([](SafetensorsContents& c) { c.metadata["epoch"] = "-5"; });
+  CHECK_THROWS_WITH(nn::read_checkpoint(file.path), Contains(file.path) && Contains("'epoch' = -5 is negative"));
+  rewrite([](SafetensorsContents& c) { c.metadata["optim.param_groups.0.lr"] = "0.0.1"; });
+  CHECK_THROWS_WITH(nn::read_checkpoint(file.path),
+                    Contains(file.path) && Contains("'optim.param_groups.0.lr' = '0.0.1' is not a number"));
+  rewrite([](SafetensorsContents& c) { c.tensors.erase("optim.state.3.exp_avg_sq"); });
+  CHECK_THROWS_WITH(nn::read_checkpoint(file.path),
+                    Contains(file.path) && Contains("missing tensor 'optim.state.3.exp_avg_sq'"));
+  rewrite([](SafetensorsContents& c) { c.metadata.erase("optim.state.5.step"); });
+  CHECK_THROWS_WITH(nn::read_checkpoint(file.path), Contains("missing entry 'optim.state.5.step'"));
+  rewrite([](SafetensorsContents& c) {
+    Tensor w = c.tensors.at("model.norm.weight").clone();
+    w.data<float>()[3] = std::numeric_limits<float>::quiet_NaN();
+    c.tensors["model.norm.weight"] = w;
+  });
+  CHECK_THROWS_WITH(nn::read_checkpoint(file.path), Contains(file.path) && Contains("'model.norm.weight'") &&
+                                                        Contains("non-finite") && Contains("flat index 3"));
+  // Nothing of the model changes when a load is refused.
+  Run other(13, "adamw");
+  const Tensor before = other.model->get_tensor("norm.weight").clone();
+  CHECK_THROWS(nn::load_checkpoint(file.path, *other.model, other.optimizer.get(), other.schedule.get()));
+  CHECK(same_bits(other.model->get_tensor("norm.weight"), before));
+}

@@ -6,7 +6,10 @@
 #include <cmath>
 #include <filesystem>
 #include <sstream>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <functional>
 
 #include "examples/vit_flowers/trainer.cpp"  // NOLINT: the program's flow, not a copy of it
 #include "testing.h"
@@ -122,4 +125,91 @@ TEST_CASE("vit_flowers model config survives JSON and bad options are named", "[
   c.model = "vit_huge";
   CHECK_THROWS_WITH(vit_flowers::model_config(c, 5), Catch::Contains("vit_huge"));
   CHECK_THROWS_WITH(vit_flowers::config_from_json("{\"img_size\": 3}"), Catch::Contains("incomplete"));
+}
+
+TEST_CASE("vit_flowers refuses bad resumes, bad weights and non-finite predictions", "[vit_flowers][bad_inputs]") {
+  TempOut out;
+  vit_flowers::TrainConfig config = tiny_config(out.path);
+  config.synthetic_per_class = 10;
+  config.width = 24;
+  config.depth = 1;
+  config.heads = 2;
+  config.epochs = 1;
+  std::ostringstream log;
+  vit_flowers::TrainResult r = vit_flowers::train(config, log);
+  REQUIRE(r.history.size() == 1);
+  const std::string ck = r.last_checkpoint;
+  const petal::SafetensorsContents saved = petal::load_safetensors_contents(ck);
+  auto edited = [&](const std::string& name, const std::function<void(petal::SafetensorsContents&)>& edit) {
+    petal::SafetensorsContents c = saved;
+    edit(c);
+    const std::string path = out.path + "/" + name;
+    petal::save_safetensors(path, c.tensors, c.metadata);
+    return path;
+  };
+  auto resume = [&](vit_flowers::TrainConfig c, const std::string& from, std::ostringstream& l) {
+    c.resume = from;
+    c.epochs = std::max<int64_t>(c.epochs, 2);
+    return vit_flowers::train(c, l);
+  };
+  std::ostringstream sink;
+
+  // Another model (same shapes, other head count), another optimizer, other classes.
+  vit_flowers::TrainConfig other = config;
+  other.heads = 3;
+  CHECK_THROWS_WITH(resume(other, ck, sink), Catch::Contains(ck) && Catch::Contains("another model"));
+  other = config;
+  other.optimizer = "sgd";
+  CHECK_THROWS_WITH(resume(other, ck, sink), Catch::Contains(ck) && Catch::Contains("trained with adamw"));
+  const std::string renamed = edited("renamed.safetensors", [](petal::SafetensorsContents& c) {
+    c.metadata["extra.classes"] = R"(["a","b","c","d","e"])";
+  });
+  CHECK_THROWS_WITH(resume(config, renamed, sink), Catch::Contains(renamed) && Catch::Contains("trained on classes"));
+  const std::string garbage = edited("garbage.safetensors", [](petal::SafetensorsContents& c) {
+    c.metadata["extra.classes"] = "[1, 2";
+    c.metadata["extra.best_val_acc"] = "0.5x";
+  });
+  CHECK_THROWS_WITH(resume(config, garbage, sink), Catch::Contains(garbage) && Catch::Contains("entry 'classes'"));
+  CHECK_THROWS_WITH(vit_flowers::predict(garbage, out.path + "/synthetic_flowers/daisy/daisy_00000.png"),
+                    Catch::Contains(garbage) && Catch::Contains("entry 'classes'"));
+  const std::string bad_number = edited("number.safetensors", [](petal::SafetensorsContents& c) {
+    c.metadata["extra.best_val_acc"] = "0.5x";
+  });
+  CHECK_THROWS_WITH(resume(config, bad_number, sink),
+                    Catch::Contains(bad_number) && Catch::Contains("'extra.best_val_acc' = '0.5x'"));
+
+  // Changed settings that alter the numbers: warned about; a dead writer's temporary is removed.
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  REQUIRE(::waitpid(child, nullptr, 0) == child);
+  const std::string stale = ck + ".tmp." + std::to_string(child);
+  petal::write_file_atomic(stale, "partial checkpoint");
+  std::ostringstream warned;
+  vit_flowers::TrainConfig changed = config;
+  changed.lr = 0.5;
+  vit_flowers::TrainResult r2 = resume(changed, ck, warned);
+  INFO(warned.str());
+  CHECK(r2.history.size() == 1);
+  CHECK(warned.str().find("epochs was 1, now 2") != std::string::npos);
+  CHECK(warned.str().find("lr was 0.003, now 0.5 (ignored") != std::string::npos);
+  CHECK(warned.str().find("removed " + stale) != std::string::npos);
+  CHECK(!fs::exists(stale));
+
+  // Finite but huge weights overflow the logits: predict refuses instead of printing nan.
+  const std::string huge = edited("huge.safetensors", [](petal::SafetensorsContents& c) {
+    petal::Tensor w = c.tensors.at("model.head.weight").clone();
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = 3e38f;
+    c.tensors["model.head.weight"] = w;
+  });
+  CHECK_THROWS_WITH(vit_flowers::predict(huge, out.path + "/synthetic_flowers/daisy/daisy_00000.png"),
+                    Catch::Contains(huge) && Catch::Contains("non-finite logits"));
+
+  // Pretrained weights that match nothing are refused, listing what did not match.
+  const std::string unrelated = out.path + "/unrelated.safetensors";
+  petal::save_safetensors(unrelated, {{"encoder.layer.0.weight", petal::ones({4, 4})}});
+  vit_flowers::TrainConfig with_weights = config;
+  with_weights.weights = unrelated;
+  CHECK_THROWS_WITH(vit_flowers::train(with_weights, sink),
+                    Catch::Contains(unrelated) && Catch::Contains("only 0 of the model's") &&
+                        Catch::Contains("encoder.layer.0.weight"));
 }

@@ -154,12 +154,21 @@ std::vector<std::string> checkpoint_classes(const std::string& file, const std::
   }
 }
 
+/// The shortest decimal text that reads back as exactly v (0.003, not 0.0030000000000000001).
+std::string exact(double v) {
+  for (int precision = 1; precision < 17; ++precision) {
+    const std::string text = fmt(v, precision);
+    if (std::strtod(text.c_str(), nullptr) == v) return text;
+  }
+  return fmt(v, 17);
+}
+
 /// Run settings stored with each checkpoint so --resume can tell what changed.
 std::map<std::string, std::string> run_settings(const TrainConfig& c) {
-  return {{"train.lr", fmt(c.lr, 17)},        {"train.lrf", fmt(c.lrf, 17)},
+  return {{"train.lr", exact(c.lr)},        {"train.lrf", exact(c.lrf)},
           {"train.batch_size", std::to_string(c.batch_size)}, {"train.seed", std::to_string(c.seed)},
           {"train.epochs", std::to_string(c.epochs)},        {"train.optimizer", c.optimizer},
-          {"train.warmup_epochs", std::to_string(c.warmup_epochs)}, {"train.weight_decay", fmt(c.weight_decay, 17)}};
+          {"train.warmup_epochs", std::to_string(c.warmup_epochs)}, {"train.weight_decay", exact(c.weight_decay)}};
 }
 
 }  // namespace
