@@ -473,6 +473,19 @@ bool try_complete(Block& b, unsigned w, const Thread& owner, const Thread* calle
       return false;
     }
   }
+  // A lane outside the group that waits with a mask naming lanes of the group: the two groups
+  // disagree about who takes part (undefined on a GPU).
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!((warp.waiting & ~required) >> l & 1u)) continue;
+    const Thread& t = lanes[l];
+    if ((t.mask & required) == 0) continue;
+    std::ostringstream os;
+    os << "warp intrinsic mismatch in warp " << w << ": " << thread_name(lead) << " (lane " << lead.lane << ") "
+       << describe_wait(lead) << " but " << thread_name(t) << " (lane " << t.lane << ") " << describe_wait(t)
+       << " (all lanes named in a mask must call the same intrinsic with the same mask)";
+    fail(b, os.str());
+    return false;
+  }
   // Race detection: each lane acquires what every lane of the group released on arrival.
   for (unsigned l = 0; l < 32; ++l) {
     if (!(required >> l & 1u)) continue;
@@ -820,6 +833,9 @@ int host_threads() {
 }
 
 size_t fiber_stack_bytes() { return settings().stack_bytes; }
+
+void set_hang_limit(uint64_t events) { settings().hang_events = events > 0 ? events : 1; }
+uint64_t hang_limit() { return settings().hang_events; }
 
 void set_target_arch(int sm) {
   PETAL_CHECK(sm == 80 || sm == 90, "sim: target architecture must be 80 or 90 (sm_80, sm_90), got ", sm);

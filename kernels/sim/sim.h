@@ -52,6 +52,12 @@ int target_arch();
 /// Most dynamic shared memory a kernel may opt in to on the target architecture.
 size_t max_dynamic_shared_memory_optin();
 
+/// Scheduling points (atomics, __nanosleep) a block may go through without progress (a barrier
+/// release, a warp rendezvous, a thread exit, an atomic that changed memory) before it is
+/// reported as a hang. PETAL_SIM_HANG_EVENTS sets the initial value (default 4194304).
+void set_hang_limit(uint64_t events);
+uint64_t hang_limit();
+
 /// Counters since the start of the process (for benchmarks and docs, not for tests of results).
 struct Stats {
   uint64_t launches = 0;

@@ -1,7 +1,8 @@
 // The simulator's block-level semantics: shared memory and __syncthreads give exact results,
-// the schedule shuffling exposes a planted missing barrier, and the planted barrier bugs
+// the schedule is shuffled reproducibly, and the planted barrier bugs
 // (a thread skipping a barrier, an early return before one, threads at different barriers)
-// are reported as petal::Error naming the kernel, block and thread.
+// are reported as petal::Error naming the kernel, block and thread. Planted data races
+// (a missing barrier among them) are the race-detection build's: planted_bugs.cpp.
 #include "testing.h"
 
 #include "kernels/sim/sim_cuda.h"
@@ -38,24 +39,11 @@ std::vector<float> reference_block_sums(const std::vector<float>& in, int block)
 
 // Tree reduction in shared memory with the barriers it needs.
 __global__ void block_sum(const float* in, float* out, int n) {
-  __shared__ float buf[kBlock];
+  PETAL_SHARED(float, buf, [kBlock]);
   const unsigned tid = threadIdx.x;
   const unsigned i = blockIdx.x * blockDim.x + tid;
   buf[tid] = i < static_cast<unsigned>(n) ? in[i] : 0.0f;
   __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (tid < s) buf[tid] += buf[tid + s];
-    __syncthreads();
-  }
-  if (tid == 0) out[blockIdx.x] = buf[0];
-}
-
-// The same with the barrier after the loads planted away.
-__global__ void block_sum_missing_barrier(const float* in, float* out, int n) {
-  __shared__ float buf[kBlock];
-  const unsigned tid = threadIdx.x;
-  const unsigned i = blockIdx.x * blockDim.x + tid;
-  buf[tid] = i < static_cast<unsigned>(n) ? in[i] : 0.0f;
   for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
     if (tid < s) buf[tid] += buf[tid + s];
     __syncthreads();
@@ -65,7 +53,7 @@ __global__ void block_sum_missing_barrier(const float* in, float* out, int n) {
 
 // A thread that skips the barrier its block waits at (divergent barrier).
 __global__ void skips_barrier(float* data) {
-  __shared__ float buf[kBlock];
+  PETAL_SHARED(float, buf, [kBlock]);
   buf[threadIdx.x] = data[threadIdx.x];
   if (threadIdx.x != 5) __syncthreads();
   data[threadIdx.x] = buf[(threadIdx.x + 1) % blockDim.x];
@@ -73,7 +61,7 @@ __global__ void skips_barrier(float* data) {
 
 // The classic early exit: threads past the end return before the block's barrier.
 __global__ void early_return(const float* in, float* out, int n) {
-  __shared__ float buf[kBlock];
+  PETAL_SHARED(float, buf, [kBlock]);
   const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= static_cast<unsigned>(n)) return;
   buf[threadIdx.x] = in[i];
@@ -83,7 +71,7 @@ __global__ void early_return(const float* in, float* out, int n) {
 
 // Even and odd threads wait at two different __syncthreads calls.
 __global__ void two_barriers(float* data) {
-  __shared__ float buf[kBlock];
+  PETAL_SHARED(float, buf, [kBlock]);
   buf[threadIdx.x] = data[threadIdx.x];
   if (threadIdx.x % 2 == 0) {
     __syncthreads();
@@ -152,24 +140,6 @@ TEST_CASE("sim: block reduction in shared memory is exact", "[sim]") {
     }
   }
   petal::sim::set_host_threads(0);
-}
-
-TEST_CASE("sim: a missing __syncthreads shows up as a wrong result under some schedule", "[sim]") {
-  const int n = 4 * kBlock;
-  const auto in = reduction_input(n, 11);
-  const auto expected = reference_block_sums(in, kBlock);
-  int wrong_schedules = 0;
-  for (uint64_t seed = 1; seed <= 6; ++seed) {
-    petal::sim::set_schedule_seed(seed);
-    // Stale shared memory from a previous block would hide nothing here: fill it with the
-    // correct kernel's leftovers first, then run the racy one.
-    std::vector<float> out(expected.size(), 0.0f);
-    launch("block_sum", block_sum, dim3(4), dim3(kBlock), 0, in.data(), out.data(), n);
-    launch("block_sum_missing_barrier", block_sum_missing_barrier, dim3(4), dim3(kBlock), 0, in.data(), out.data(),
-           n);
-    if (out != expected) ++wrong_schedules;
-  }
-  CHECK(wrong_schedules >= 1);
 }
 
 TEST_CASE("sim: the schedule is shuffled, and reproducible from its seed", "[sim]") {
