@@ -1,7 +1,8 @@
 // data/: image decode (files written here with stb_image_write), transforms against
 // float64 references computed here, RandomResizedCrop determinism, ImageFolder scanning
-// and errors, the stratified split, DataLoader coverage/determinism for any worker count,
-// and the synthetic flower generator.
+// and errors (and its options: the pixel limit, the class minimum), the stratified split,
+// DataLoader coverage/determinism for any worker count, and the synthetic flower generator.
+// The bad-input corpus has its own file, test_bad_inputs.cpp.
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -617,4 +618,32 @@ TEST_CASE("make_synthetic_flowers writes a seeded 5-class ImageFolder", "[data]"
   for (int64_t i = 0; i < expect.numel(); ++i) diff += other.data<uint8_t>()[i] != expect.data<uint8_t>()[i];
   CHECK(diff > expect.numel() / 2);
   CHECK_THROWS_WITH(render_synthetic_flower(5, 24, r), Catch::Contains("label 5"));
+}
+
+TEST_CASE("ImageFolder options: the pixel limit reaches every sample, and the class minimum", "[data]") {
+  TempDir dir("folder_options");
+  write_png(dir / "a/1.png", 6, 5, 3, 1);
+  write_png(dir / "b/2.png", 4, 4, 3, 2);
+  ImageFolderOptions o;
+  o.max_image_pixels = 20;  // 5 wide x 6 high = 30 pixels is over, 4x4 = 16 is not
+  ImageFolder limited(dir.path.string(), nullptr, o);
+  Rng r(0);
+  CHECK_THROWS_WITH(limited.get(0, r), Catch::Contains(dir / "a/1.png") && Catch::Contains("5x6 PNG") &&
+                                           Catch::Contains("over the limit of 20 pixels"));
+  CHECK(limited.get(1, r).image.shape() == Shape{3, 4, 4});
+  ImageDataset ds(limited.samples(), nullptr, 20);
+  CHECK_THROWS_WITH(ds.get(0, r), Catch::Contains("over the limit"));
+  CHECK(ImageDataset(limited.samples(), nullptr).get(0, r).image.shape() == Shape{3, 6, 5});
+
+  const ImageInfo info = read_image_info(dir / "a/1.png");
+  CHECK(info.format == "PNG");
+  CHECK(info.width == 5);
+  CHECK(info.height == 6);
+  CHECK(info.channels == 3);
+
+  fs::remove_all(dir.path / "b");
+  CHECK_THROWS_WITH(ImageFolder(dir.path.string()), Catch::Contains("1 class folder ('a')") && Catch::Contains("at least 2"));
+  ImageFolderOptions one;
+  one.min_classes = 1;
+  CHECK(ImageFolder(dir.path.string(), nullptr, one).size() == 1);
 }

@@ -350,7 +350,9 @@ void save_safetensors(const std::string& path, const TensorMap& tensors, const S
 }
 
 void check_finite(const TensorMap& tensors, const std::string& where) {
-  for (const auto& [name, t] : tensors) {
+  for (const auto& kv : tensors) {
+    const std::string& name = kv.first;
+    const Tensor& t = kv.second;
     if (!t.defined() || !t.is_floating_point() || t.numel() == 0) continue;
     Tensor h = host_contiguous(t);
     if (h.dtype() != DType::f32 && h.dtype() != DType::f64) h = h.to(DType::f64);

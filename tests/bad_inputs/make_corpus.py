@@ -48,22 +48,29 @@ def segment(marker, payload):
     return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
 
 
-def jpeg_headers(width, height, dqt_len_delta=0):
+def jpeg_headers(width, height, dqt_len_delta=0, components=1):
     out = b"\xff\xd8"
     dqt = bytes([0x00]) + bytes([8] * 64)
     out += bytes([0xFF, 0xDB]) + struct.pack(">H", len(dqt) + 2 + dqt_len_delta) + dqt
-    out += segment(0xC0, struct.pack(">BHHB", 8, height, width, 1) + bytes([1, 0x11, 0]))
+    comps = b"".join(bytes([i + 1, 0x11, 0]) for i in range(components))
+    out += segment(0xC0, struct.pack(">BHHB", 8, height, width, components) + comps)
     out += segment(0xC4, bytes([0x00]) + bytes(DC_BITS) + bytes(DC_VALS))
     out += segment(0xC4, bytes([0x10]) + bytes([1] + [0] * 15) + bytes([0x00]))  # AC: EOB only
-    out += segment(0xDA, bytes([1, 1, 0x00, 0, 63, 0]))
+    scan = b"".join(bytes([i + 1, 0x00]) for i in range(components))
+    out += segment(0xDA, bytes([components]) + scan + bytes([0, 63, 0]))
     return out
 
 
-def jpeg_scan(block_values):
+def jpeg_scan(block_values, components=1):
+    """block_values: per block, in raster order; a tuple of one value per component when
+    components > 1 (the scan interleaves them, one predictor per component)."""
     codes = canonical_codes(DC_BITS, DC_VALS)
-    bits, prev = [], 0
-    for q in block_values:
-        diff, prev = q - prev, q
+    bits, prev = [], [0] * components
+    units = []
+    for b in block_values:
+        units += [(k, v) for k, v in enumerate(b if components > 1 else [b])]
+    for k, q in units:
+        diff, prev[k] = q - prev[k], q
         cat = abs(diff).bit_length()
         code, length = codes[cat]
         bits += [(code >> (length - 1 - i)) & 1 for i in range(length)]
@@ -141,6 +148,16 @@ def main():
     pixels = [[y, x, c, 128 + blocks[(y // 8) * 2 + x // 8]] for y in (0, 7, 8, 15) for x in (0, 9) for c in (0, 2)]
     image("jpeg/good_gray.jpg", good, "ok", "a valid DC-only grayscale JPEG, decoded to RGB", shape=[16, 16, 3],
           pixels=pixels)
+    cmyk_blocks = [(-100, 20, 90, 100), (0, 0, 0, 127), (60, -128, 10, -50), (127, 127, 127, 0)]
+    cmyk = jpeg_headers(16, 16, components=4) + jpeg_scan(cmyk_blocks, components=4) + b"\xff\xd9"
+    cmyk_pixels = []
+    for y, x in ((0, 0), (0, 8), (8, 0), (15, 15)):
+        vals = [128 + v for v in cmyk_blocks[(y // 8) * 2 + x // 8]]
+        for c in range(3):
+            cmyk_pixels.append([y, x, c, (vals[c] * vals[3] + 127) // 255])
+    image("jpeg/good_cmyk.jpg", cmyk, "ok",
+          "a 4-component (CMYK, no Adobe marker) JPEG: RGB = channel * K / 255, the inverted-ink convention",
+          shape=[16, 16, 3], pixels=cmyk_pixels)
     image("jpeg/truncated_half.jpg", good[:len(good) // 2], "error", "cut inside the Huffman tables",
           contains=["JPEG"])
     image("jpeg/truncated_scan.jpg", good[:-3], "error",
