@@ -2,7 +2,8 @@
 # The README's test command: installs dependencies, builds petal (CUDA backend too when
 # nvcc exists, compiled for sm_80/sm_90 even without a GPU), runs the whole ctest suite
 # (GPU tests report skipped without a GPU), then rebuilds the CPU and sim backends with
-# ASan+UBSan and runs their tests again.  Options: --no-sanitize, --jobs N.
+# ASan+UBSan and runs their tests again, then with ThreadSanitizer for the simulator's race
+# detection (sim tests only). Each of the three runs uses a different schedule seed.  Options: --no-sanitize, --jobs N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sanitize=1
@@ -43,6 +44,24 @@ if ((sanitize)); then
   cmake --build build/asan -j "$jobs"
   echo "== tests (ASan+UBSan)"
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  (cd build/asan && ctest --output-on-failure -j "$jobs" --timeout 1800 -LE "cuda|install")
+  # A second schedule seed for every sim test (the release run uses the default, 1).
+  (cd build/asan && PETAL_SIM_SEED=2 ctest --output-on-failure -j "$jobs" --timeout 1800 -LE "cuda|install")
+fi
+if ((sanitize)); then
+  # Race detection: the simulator's threads as ThreadSanitizer fibers (docs/simulator.md).
+  # Every sim test (the simulator's own, the planted races, and every kernels/cuda kernel
+  # through the cross-backend suite on sim) must run without a report; a third schedule seed.
+  # libgomp is not TSan-instrumented: one OpenMP thread.
+  echo "== TSan build (race detection in the simulator)"
+  cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPETAL_SANITIZE=thread -DPETAL_CUDA=OFF \
+    -DPETAL_BUILD_BENCH=OFF -DPETAL_BUILD_EXAMPLES=OFF "${launcher[@]}"
+  cmake --build build/tsan -j "$jobs" --target petal_sim_tests petal_sim_planted petal_tests
+  echo "== tests (TSan: sim)"
+  (cd build/tsan && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PETAL_SIM_SEED=3 \
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0" \
+    ctest --output-on-failure -j "$jobs" --timeout 1800 -L sim -R "^sim" )
+  (cd build/tsan && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PETAL_SIM_SEED=3 \
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0" \
+    ./tests/petal_tests "[cross_backend]" )
 fi
 echo "== all tests passed"

@@ -56,7 +56,7 @@ __global__ void skips_barrier(float* data) {
   PETAL_SHARED(float, buf, [kBlock]);
   buf[threadIdx.x] = data[threadIdx.x];
   if (threadIdx.x != 5) __syncthreads();
-  data[threadIdx.x] = buf[(threadIdx.x + 1) % blockDim.x];
+  data[threadIdx.x] = buf[threadIdx.x] + 1.0f;  // its own element: the bug is the barrier, not a race
 }
 
 // The classic early exit: threads past the end return before the block's barrier.

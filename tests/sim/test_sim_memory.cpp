@@ -22,7 +22,7 @@ __global__ void atomic_sums(const int* in, int n, int* sum, unsigned long long* 
     atomicMax(maximum, in[i]);
     atomicMin(minimum, static_cast<unsigned>(in[i] + 1000));
     atomicAdd(fsum, static_cast<float>(in[i] % 16));  // small integers: exact in any order
-    unsigned old = *cas_counter, assumed;
+    unsigned old = atomicAdd(cas_counter, 0u), assumed;  // an atomic read: a plain one would race
     do {
       assumed = old;
       old = atomicCAS(cas_counter, assumed, assumed + 1);
