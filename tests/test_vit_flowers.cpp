@@ -2,7 +2,9 @@
 // is compiled into this test) on a tiny generated flower set: a 16-pixel, two-block, 48-wide ViT
 // must learn (training loss falls, validation accuracy clearly above the 20% of chance),
 // write its checkpoints and class index, predict from the best checkpoint alone, and
-// resume from the last checkpoint.
+// resume from the last checkpoint. Then the refusals: a resume with another model, optimizer
+// or class list, checkpoint entries that are not numbers or JSON, changed settings (warned),
+// a dead writer's temporary (removed), logits that overflow, pretrained files that match nothing.
 #include <cmath>
 #include <filesystem>
 #include <sstream>

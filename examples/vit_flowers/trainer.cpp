@@ -269,6 +269,50 @@ std::vector<std::string> read_class_indices(const std::string& path) {
 
 // ---------------------------------------------------------------- train
 
+namespace {
+
+/// Refuses a --resume whose checkpoint was trained on other classes (even renamed), another
+/// model or another optimizer, and warns about settings that change the resumed run's
+/// numbers. Only the header's metadata is read; load_checkpoint validates the rest.
+void check_resume_fits(const std::string& ck, const TrainConfig& config, const nn::ViTConfig& mc,
+                       const std::vector<std::string>& classes, std::map<std::string, std::string>& extra,
+                       std::ostream& log) {
+  std::map<std::string, std::string> saved_extra;
+  for (const auto& [k, v] : load_safetensors_metadata(ck))
+    if (k.rfind("extra.", 0) == 0) saved_extra[k.substr(6)] = v;
+  auto classes_it = saved_extra.find("classes");
+  if (classes_it != saved_extra.end()) {
+    const auto saved_classes = checkpoint_classes(ck, classes_it->second);
+    PETAL_CHECK(saved_classes == classes, "vit_flowers: cannot --resume '", ck, "': it was trained on classes ",
+                json(saved_classes).dump(), ", this dataset has ", json(classes).dump());
+  }
+  auto cfg_it = saved_extra.find("model_config");
+  if (cfg_it != saved_extra.end()) {
+    const nn::ViTConfig saved_mc = config_from_json(cfg_it->second, "checkpoint '" + ck + "' entry 'model_config'");
+    PETAL_CHECK(config_to_json(saved_mc) == config_to_json(mc), "vit_flowers: cannot --resume '", ck,
+                "': it holds another model\n  checkpoint: ", config_to_json(saved_mc), "\n  this run:   ",
+                config_to_json(mc));
+  }
+  const auto now = run_settings(config);
+  for (const auto& [key, value] : now) {
+    auto it = saved_extra.find(key);
+    if (it == saved_extra.end() || it->second == value) continue;
+    const bool ignored = key == "train.lr" || key == "train.weight_decay";
+    if (ignored) extra[key] = it->second;  // what the resumed optimizer really uses
+    if (key == "train.optimizer")
+      PETAL_FAIL("vit_flowers: cannot --resume '", ck, "' with --optimizer ", value, ": it was trained with ",
+                 it->second);
+    log << "warning: --resume '" << ck << "': " << key.substr(6) << " was " << it->second << ", now " << value
+        << (key == "train.epochs" || key == "train.lrf" || key == "train.warmup_epochs"
+                ? " (the learning-rate schedule changes)"
+                : key == "train.seed" || key == "train.batch_size" ? " (the data order changes: not the run that was saved)"
+                                                                : " (ignored: the optimizer continues with the checkpoint's value)")
+        << "\n";
+  }
+}
+
+}  // namespace
+
 TrainResult train(const TrainConfig& config, std::ostream& log) {
   const double t_start = now_seconds();
   const Device device = resolve_device(config.device);
@@ -389,43 +433,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   for (const auto& kv : run_settings(config)) extra[kv.first] = kv.second;
   if (!config.resume.empty()) {
     const std::string& ck = config.resume;
-    // What the checkpoint was trained on must be what this run trains: another class list
-    // (even renamed) or another model would resume into nonsense.
-    {
-      // Only the header's metadata is read here; load_checkpoint below validates the rest.
-      std::map<std::string, std::string> saved_extra;
-      for (const auto& [k, v] : load_safetensors_metadata(ck))
-        if (k.rfind("extra.", 0) == 0) saved_extra[k.substr(6)] = v;
-      auto classes_it = saved_extra.find("classes");
-      if (classes_it != saved_extra.end()) {
-        const auto saved_classes = checkpoint_classes(ck, classes_it->second);
-        PETAL_CHECK(saved_classes == folder.classes(), "vit_flowers: cannot --resume '", ck, "': it was trained on classes ",
-                    json(saved_classes).dump(), ", this dataset has ", json(folder.classes()).dump());
-      }
-      auto cfg_it = saved_extra.find("model_config");
-      if (cfg_it != saved_extra.end()) {
-        const nn::ViTConfig saved_mc = config_from_json(cfg_it->second, "checkpoint '" + ck + "' entry 'model_config'");
-        PETAL_CHECK(config_to_json(saved_mc) == config_to_json(mc), "vit_flowers: cannot --resume '", ck,
-                    "': it holds another model\n  checkpoint: ", config_to_json(saved_mc), "\n  this run:   ",
-                    config_to_json(mc));
-      }
-      const auto now = run_settings(config);
-      for (const auto& [key, value] : now) {
-        auto it = saved_extra.find(key);
-        if (it == saved_extra.end() || it->second == value) continue;
-        const bool ignored = key == "train.lr" || key == "train.weight_decay";
-        if (ignored) extra[key] = it->second;  // what the resumed optimizer really uses
-        if (key == "train.optimizer")
-          PETAL_FAIL("vit_flowers: cannot --resume '", ck, "' with --optimizer ", value, ": it was trained with ",
-                     it->second);
-        log << "warning: --resume '" << ck << "': " << key.substr(6) << " was " << it->second << ", now " << value
-            << (key == "train.epochs" || key == "train.lrf" || key == "train.warmup_epochs"
-                    ? " (the learning-rate schedule changes)"
-                    : key == "train.seed" || key == "train.batch_size" ? " (the data order changes: not the run that was saved)"
-                                                                    : " (ignored: the optimizer continues with the checkpoint's value)")
-            << "\n";
-      }
-    }
+    check_resume_fits(ck, config, mc, folder.classes(), extra, log);
     nn::CheckpointInfo info = nn::load_checkpoint(ck, model, optimizer.get(), &schedule);
     start_epoch = info.epoch;
     if (info.extra.count("best_val_acc"))

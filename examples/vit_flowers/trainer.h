@@ -3,7 +3,9 @@
 //   train():   data (a flower_photos-style folder, or synthetic flowers generated first),
 //              the seed's stratified 80/20 split and transforms, a ViT, SGD/AdamW with the
 //              seed's cosine LambdaLR, per-epoch train/val loss and accuracy, best/last
-//              checkpoints (written atomically) and class_indices.json;
+//              checkpoints and class_indices.json (written atomically; stale temporaries of
+//              killed runs removed); --resume checks that the checkpoint's classes, model and
+//              optimizer state fit this run and warns about changed settings;
 //   predict(): rebuilds the model from a checkpoint's own config and ranks the classes.
 #pragma once
 #include <cstdint>
