@@ -9,7 +9,8 @@
 // - the simulator (PETAL_SIM_COMPILE, g++ against kernels/sim/sim_cuda.h): mma and ldmatrix
 //   rendezvous the 32 lanes of the warp (detail::warp_matrix_collective) and compute what the
 //   PTX ISA specifies, element by element, through the fragment-layout functions of
-//   ptx::layout below; cp.async snapshots the source at issue, fills the destination with
+//   ptx::layout below (mma: exact products summed in double, rounded once to f32);
+//   cp.async snapshots the source at issue, fills the destination with
 //   0xFF bytes (NaN in f32/bf16/f16) and writes the snapshot when a wait completes its group,
 //   so a read before the wait sees poison.
 // - any other host compile: only ptx::layout (for the CuTe layout check, tests/sim).
@@ -77,6 +78,9 @@ PETAL_PTX_HD constexpr uint32_t pack_b16x2(uint16_t lo, uint16_t hi) {
 
 #if defined(__CUDACC__)
 // ================================================================== GPU: inline PTX
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "kernels/cuda/ptx.cuh needs sm_80 or newer (bf16 mma.sync, cp.async)"
+#endif
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
