@@ -11,6 +11,7 @@ packages=(
   libturbojpeg0-dev           # JPEG decode (libjpeg-turbo's TurboJPEG API)
   nlohmann-json3-dev          # safetensors headers
   libboost-context-dev        # fibers of the SIMT simulator
+  libopenmpi-dev openmpi-bin  # petal::distributed's MPI transport and mpirun (distributed tests)
 )
 missing=()
 for p in "${packages[@]}"; do

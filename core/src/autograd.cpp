@@ -1,6 +1,8 @@
 // The backward engine. Graph walk is iterative (explicit stacks), so arbitrarily long
 // chains do not touch the C++ call stack. Gradients flowing into one node are summed
 // before it runs; nodes run once all their consumers have delivered (dependency counts).
+// Leaves' grad-ready hooks run inside AccumulateGrad; callbacks queued during a pass run
+// after its last node (DistributedDataParallel waits for its all-reduces there).
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -43,8 +45,18 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
     Tensor acc(leaf->grad);
     acc.add_(g);
   }
+  if (!hooks.empty()) {
+    const Tensor grad(leaf->grad);
+    for (auto& h : hooks) h.second(grad);
+  }
   return {};
 }
+
+namespace {
+// Callbacks of the backward pass running on this thread (nullptr outside one).
+thread_local std::vector<std::function<void()>>* g_backward_callbacks = nullptr;
+int64_t g_next_hook_id = 1;
+}  // namespace
 
 bool needs_grad(const std::vector<Tensor>& inputs) {
   if (!grad_enabled()) return false;
@@ -61,6 +73,30 @@ static std::shared_ptr<Node> edge_for(const Tensor& t) {
   return impl->grad_accumulator;
 }
 
+int64_t add_grad_ready_hook(const Tensor& leaf, GradReadyHook hook) {
+  PETAL_CHECK(leaf.defined() && leaf.requires_grad() && leaf.is_leaf(),
+              "add_grad_ready_hook: needs a leaf tensor that requires grad");
+  auto acc = std::static_pointer_cast<AccumulateGrad>(edge_for(leaf));
+  const int64_t id = g_next_hook_id++;
+  acc->hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void remove_grad_ready_hook(const Tensor& leaf, int64_t id) {
+  if (!leaf.defined() || !leaf.impl()->grad_accumulator) return;
+  auto& hooks = std::static_pointer_cast<AccumulateGrad>(leaf.impl()->grad_accumulator)->hooks;
+  for (auto it = hooks.begin(); it != hooks.end(); ++it)
+    if (it->first == id) {
+      hooks.erase(it);
+      return;
+    }
+}
+
+void queue_callback(std::function<void()> fn) {
+  PETAL_CHECK(g_backward_callbacks != nullptr, "autograd::queue_callback: only valid during a backward pass");
+  g_backward_callbacks->push_back(std::move(fn));
+}
+
 void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn) {
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(op_name, std::move(fn));
@@ -72,6 +108,12 @@ void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inpu
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   NoGradGuard ng;  // backward rules build no graph (no double backward)
+  std::vector<std::function<void()>> callbacks;
+  struct CallbackScope {
+    std::vector<std::function<void()>>* prev;
+    explicit CallbackScope(std::vector<std::function<void()>>* mine) : prev(g_backward_callbacks) { g_backward_callbacks = mine; }
+    ~CallbackScope() { g_backward_callbacks = prev; }
+  } callback_scope(&callbacks);
   // 1. Collect reachable nodes and count the consumers of each.
   std::unordered_map<Node*, int> deps;
   std::vector<Node*> stack;
@@ -132,6 +174,11 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       if (--deps[nx.get()] == 0) ready.push_back(nx.get());
     }
     keep.erase(n);
+  }
+  // 3. Callbacks queued during the pass (they may queue more).
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    auto fn = std::move(callbacks[i]);
+    fn();
   }
 }
 

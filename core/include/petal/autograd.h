@@ -59,16 +59,29 @@ class FunctionNode : public Node {
   bool released_ = false;
 };
 
-/// Node that adds an incoming gradient into a leaf's .grad.
+/// Called with a leaf's .grad right after a backward pass has added into it.
+using GradReadyHook = std::function<void(const Tensor& grad)>;
+
+/// Node that adds an incoming gradient into a leaf's .grad, then runs the leaf's hooks.
 class AccumulateGrad : public Node {
  public:
   explicit AccumulateGrad(std::weak_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   std::vector<Tensor> apply(const Tensor& grad_output) override;
   std::string name() const override { return "AccumulateGrad"; }
+  std::vector<std::pair<int64_t, GradReadyHook>> hooks;
 
  private:
   std::weak_ptr<TensorImpl> leaf_;
 };
+
+/// Registers hook on a leaf that requires grad (e.g. DistributedDataParallel's bucket
+/// all-reduce); returns an id for remove_grad_ready_hook.
+int64_t add_grad_ready_hook(const Tensor& leaf, GradReadyHook hook);
+/// Removes a hook added by add_grad_ready_hook (no-op when absent).
+void remove_grad_ready_hook(const Tensor& leaf, int64_t id);
+/// Queues fn to run once the backward pass in progress on this thread has finished its
+/// graph (like torch's Engine::queue_callback); throws outside a backward pass.
+void queue_callback(std::function<void()> fn);
 
 /// True when any input requires grad and grad mode is on.
 bool needs_grad(const std::vector<Tensor>& inputs);

@@ -3,6 +3,7 @@
 #include <petal/atomic_file.h>
 #include <petal/autograd.h>
 #include <petal/device.h>
+#include <petal/distributed.h>
 #include <petal/dtype.h>
 #include <petal/error.h>
 #include <petal/ops.h>
