@@ -7,7 +7,8 @@
 // INT_MAX are split into several calls where MPI allows it.
 //
 // Assumption: only the frontend's communication thread calls in here (MPI_THREAD_SERIALIZED
-// is requested, because that thread is not necessarily the process's main thread).
+// is requested, because that thread is not necessarily the process's main thread), except
+// abort(), which ends the job from whichever thread handles a fatal error.
 #include <mpi.h>
 
 #include <climits>
@@ -148,6 +149,8 @@ class MpiTransport final : public Transport {
     comm_ = MPI_COMM_NULL;
     if (owns_mpi_) PETAL_MPI_CHECK(MPI_Finalize());
   }
+
+  void abort(int code) override { MPI_Abort(comm_ == MPI_COMM_NULL ? MPI_COMM_WORLD : comm_, code); }
 
  private:
   void sum_of(DType dtype, MPI_Datatype& type, MPI_Op& op) const {

@@ -33,6 +33,8 @@ class Transport {
   virtual void reduce_scatter_sum(const void* in, void* out, size_t count, DType dtype) = 0;
   /// Ends the transport (MPI_Finalize when this transport initialised MPI).
   virtual void shutdown() = 0;
+  /// Ends the whole job with code (MPI_Abort); may be called from any thread.
+  virtual void abort(int code) = 0;
 };
 
 /// Initialises MPI from the launcher's environment; called on the communication thread.

@@ -195,6 +195,11 @@ class Group {
     PETAL_CHECK(!broken_, "distributed::", api, ": a collective timed out earlier; the process group is unusable");
   }
 
+  void abort(int code) {
+    if (!initialized_ || !transport_) return;
+    transport_->abort(code);
+  }
+
   detail::Transport& transport() { return *transport_; }
   bool initialized() const { return initialized_; }
   int rank() const { return initialized_ ? rank_ : 0; }
@@ -319,6 +324,7 @@ bool is_available() {
 void init() { group().init(); }
 bool is_initialized() { return group().initialized(); }
 void finalize() { group().shutdown(); }
+void abort(int code) { group().abort(code); }
 int rank() { return group().rank(); }
 int world_size() { return group().size(); }
 int local_rank() { return group().local_rank(); }

@@ -55,22 +55,25 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
   PETAL_CHECK(options_.batch_size > 0, "DataLoader: batch_size must be positive, got ", options_.batch_size);
   PETAL_CHECK(options_.num_workers >= 0, "DataLoader: num_workers must be >= 0, got ", options_.num_workers);
   PETAL_CHECK(options_.prefetch >= 1, "DataLoader: prefetch must be >= 1, got ", options_.prefetch);
+  PETAL_CHECK(!options_.sampler || !options_.shuffle,
+              "DataLoader: shuffle must be off with a sampler (the sampler decides the order)");
 }
 
 int64_t DataLoader::num_batches() const {
-  const int64_t n = static_cast<int64_t>(dataset_->size()), b = options_.batch_size;
+  const int64_t n = options_.sampler ? options_.sampler->size() : static_cast<int64_t>(dataset_->size());
+  const int64_t b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
-  const int64_t n = static_cast<int64_t>(dataset_->size());
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
-  if (options_.shuffle) {
-    Rng rng = Rng::derive(options_.seed, static_cast<uint64_t>(epoch));
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.randint(0, i + 1))]);
+  if (options_.sampler) {
+    std::vector<int64_t> order = options_.sampler->indices(epoch);
+    for (int64_t i : order)
+      PETAL_CHECK(i >= 0 && i < static_cast<int64_t>(dataset_->size()), "DataLoader: the sampler gave index ", i,
+                  " for a dataset of ", dataset_->size(), " samples");
+    return order;
   }
-  return order;
+  return shuffled_order(static_cast<int64_t>(dataset_->size()), options_.shuffle, options_.seed, epoch);
 }
 
 struct DataLoader::Epoch::State {

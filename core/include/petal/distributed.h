@@ -34,6 +34,10 @@ bool is_initialized();
 /// Waits for pending collectives and shuts the transport down (MPI_Finalize). Runs at
 /// process exit when not called; the group cannot be initialised again afterwards.
 void finalize();
+/// For a program's top-level error handler: ends every rank of the job now (MPI_Abort with
+/// code), so the others do not wait for this one until their timeout. Returns only when
+/// the group is not initialised.
+void abort(int code);
 
 /// This process's rank in [0, world_size()); 0 when not initialised.
 int rank();

@@ -5,5 +5,6 @@
 #include <petal/data/image.h>
 #include <petal/data/loader.h>
 #include <petal/data/rng.h>
+#include <petal/data/sampler.h>
 #include <petal/data/synthetic.h>
 #include <petal/data/transforms.h>

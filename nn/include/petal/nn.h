@@ -1,5 +1,6 @@
 // petal::nn: modules, layers, the ViT, losses and initializers in one include.
 #pragma once
+#include <petal/nn/ddp.h>
 #include <petal/nn/functional.h>
 #include <petal/nn/init.h>
 #include <petal/nn/layers.h>

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <petal/data/dataset.h>
+#include <petal/data/sampler.h>
 #include <petal/tensor.h>
 
 namespace petal::data {
@@ -33,6 +34,8 @@ struct DataLoaderOptions {
   int num_workers = 0;   ///< 0: load in the calling thread
   int prefetch = 2;      ///< batches in flight per worker (at least 1)
   uint64_t seed = 0;
+  /// Indices per epoch instead of the loader's own order (e.g. a DistributedSampler); needs shuffle off.
+  std::shared_ptr<const Sampler> sampler;
 };
 
 class DataLoader {
