@@ -56,6 +56,8 @@ in a few minutes on a 2-core CPU):
   --resume CKPT          continue from a checkpoint-last.safetensors
   --seed S                                                                [0]
   --quiet                no per-batch progress lines
+  --distributed          data-parallel over the processes of mpirun -np N (docs/distributed.md):
+                         --batch-size per process; only rank 0 writes outputs
 )";
 
 struct Args {
@@ -179,10 +181,14 @@ int cmd_train(const Args& a) {
   c.resume = a.str("resume", "");
   c.seed = static_cast<uint64_t>(a.i64("seed", 0));
   c.progress = a.flags.count("quiet") == 0;
-  std::cout << "vit_flowers train: " << (synthetic ? "synthetic flowers (no --data)" : "dataset " + c.data_dir) << ", device "
+  c.distributed = a.flags.count("distributed") != 0;
+  if (c.distributed) petal::distributed::init();
+  const bool main_rank = petal::distributed::is_main_process();
+  if (main_rank)
+    std::cout << "vit_flowers train: " << (synthetic ? "synthetic flowers (no --data)" : "dataset " + c.data_dir) << ", device "
             << c.device << ", output " << c.out_dir << "\n";
   vit_flowers::TrainResult r = vit_flowers::train(c, std::cout);
-  if (r.history.empty()) std::cout << "nothing to do: the checkpoint already covers " << c.epochs << " epochs\n";
+  if (r.history.empty() && main_rank) std::cout << "nothing to do: the checkpoint already covers " << c.epochs << " epochs\n";
   return 0;
 }
 
@@ -232,7 +238,7 @@ int main(int argc, char** argv) {
                               "heads", "drop-path", "epochs", "batch-size", "optimizer", "lr", "lrf", "momentum",
                               "weight-decay", "warmup-epochs", "label-smoothing", "clip-grad", "min-crop-scale",
                               "val-ratio", "weights", "device", "workers", "out", "resume", "seed", "max-image-pixels"},
-                             {"freeze-layers", "quiet"}));
+                             {"freeze-layers", "quiet", "distributed"}));
     }
     if (cmd == "predict") {
       return cmd_predict(parse(argc, argv, {"weights", "image", "class-indices", "top", "device", "max-image-pixels"}, {}));
@@ -242,6 +248,8 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "vit_flowers " << cmd << ": error: " << e.what() << "\n";
+    // The other ranks would wait for this one until their timeout: end the job now.
+    if (petal::distributed::is_initialized() && petal::distributed::world_size() > 1) petal::distributed::abort(1);
     return 1;
   }
 }

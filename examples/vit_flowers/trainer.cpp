@@ -1,6 +1,9 @@
 // The vit_flowers flow (see trainer.h). The loop is the seed's train_one_epoch/evaluate:
 // mean loss and accuracy over all samples seen, the schedule stepped once per epoch (or
 // per iteration when a warmup is asked for), a non-finite loss stops the run.
+// Distributed (config.distributed): each rank trains on its DistributedSampler shard through
+// DistributedDataParallel, pass metrics are summed over the ranks, and only rank 0 logs and
+// writes files (class indices, checkpoints; the synthetic data, before a barrier).
 #include "trainer.h"
 
 #include <algorithm>
@@ -80,7 +83,7 @@ struct PassStats {
   double loss = 0, acc = 0;
 };
 
-PassStats run_pass(nn::ViT& model, const data::DataLoader& loader, int64_t epoch, const nn::CrossEntropyLoss& criterion,
+PassStats run_pass(nn::Module& model, const data::DataLoader& loader, int64_t epoch, const nn::CrossEntropyLoss& criterion,
                    optim::Optimizer* optimizer, optim::LambdaLR* per_step_schedule, double clip_grad, Device device,
                    Progress& progress) {
   const bool training = optimizer != nullptr;
@@ -115,6 +118,15 @@ PassStats run_pass(nn::ViT& model, const data::DataLoader& loader, int64_t epoch
     seen += B;
     ++step;
     progress.update(step, loss_sum / seen, static_cast<double>(correct) / seen);
+  }
+  if (distributed::is_initialized()) {
+    Tensor totals = tensor(std::vector<double>{loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3},
+                           TensorOptions(DType::f64));
+    distributed::all_reduce(totals);
+    const auto t = totals.tolist<double>();
+    loss_sum = t[0];
+    correct = static_cast<int64_t>(t[1]);
+    seen = static_cast<int64_t>(t[2]);
   }
   PETAL_CHECK(seen > 0, "vit_flowers: empty pass over the data");
   return {loss_sum / seen, static_cast<double>(correct) / seen};
@@ -313,22 +325,29 @@ void check_resume_fits(const std::string& ck, const TrainConfig& config, const n
 
 }  // namespace
 
-TrainResult train(const TrainConfig& config, std::ostream& log) {
+TrainResult train(const TrainConfig& config, std::ostream& log_main) {
   const double t_start = now_seconds();
-  const Device device = resolve_device(config.device);
+  PETAL_CHECK(!config.distributed || distributed::is_initialized(),
+              "vit_flowers: --distributed needs petal::distributed::init() (launch with mpirun)");
+  const bool main_rank = distributed::is_main_process();
+  std::ostream null_log(nullptr);  // ranks other than 0 stay silent
+  std::ostream& log = main_rank ? log_main : null_log;
+  Device device = resolve_device(config.device);
+  if (config.distributed && device.is_cuda()) device = Device(DeviceType::CUDA, distributed::local_rank());
   PETAL_CHECK(config.epochs > 0 && config.batch_size > 0, "vit_flowers: --epochs and --batch-size must be positive");
   data::ImageFolderOptions folder_options;
   folder_options.max_image_pixels = config.max_image_pixels;
   if (!config.data_dir.empty()) data::ImageFolder check(config.data_dir, nullptr, folder_options);  // fail before creating --out
   fs::create_directories(config.out_dir);
-  for (const std::string& stale : remove_stale_temporaries(config.out_dir))
-    log << "removed " << stale << " (an unfinished write of a process that no longer runs)\n";
+  if (main_rank)
+    for (const std::string& stale : remove_stale_temporaries(config.out_dir))
+      log << "removed " << stale << " (an unfinished write of a process that no longer runs)\n";
   manual_seed(config.seed);
 
   // ---- data
   std::string root = config.data_dir;
-  if (root.empty()) {
-    root = (fs::path(config.out_dir) / "synthetic_flowers").string();
+  if (root.empty()) root = (fs::path(config.out_dir) / "synthetic_flowers").string();
+  if (config.data_dir.empty() && main_rank) {
     data::SyntheticFlowersOptions so;
     so.per_class = config.synthetic_per_class;
     so.size = config.synthetic_size > 0 ? config.synthetic_size : config.img_size * 5 / 4;
@@ -340,6 +359,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     log << "no --data given: generated " << n << " synthetic flower images (" << so.per_class << " per class, " << so.size
         << "x" << so.size << " " << so.format << ") in " << root << " (" << fmt(now_seconds() - t0, 2) << " s)\n";
   }
+  if (config.distributed) distributed::barrier();  // the other ranks read what rank 0 generated
   data::ImageFolder folder(root, nullptr, folder_options);
   for (const std::string& w : folder.warnings()) log << "warning: " << w << "\n";
   TrainResult result;
@@ -355,7 +375,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   result.val_images = static_cast<int64_t>(split.val.size());
   log << split.train.size() << " images for training, " << split.val.size() << " for validation\n";
   result.class_indices = (fs::path(config.out_dir) / "class_indices.json").string();
-  write_class_indices(result.class_indices, folder.classes());
+  if (main_rank) write_class_indices(result.class_indices, folder.classes());
 
   auto train_tf = std::make_shared<data::Compose>(std::vector<data::TransformPtr>{
       std::make_shared<data::RandomResizedCrop>(config.img_size, std::make_pair(config.min_crop_scale, 1.0)),
@@ -368,8 +388,16 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
   lo.shuffle = true;
   lo.num_workers = config.workers;
   lo.seed = config.seed;
+  if (config.distributed) {
+    lo.shuffle = false;
+    lo.sampler = std::make_shared<data::DistributedSampler>(static_cast<int64_t>(split.train.size()), distributed::world_size(),
+                                                            distributed::rank(), true, config.seed);
+  }
   data::DataLoader train_loader(std::make_shared<data::ImageDataset>(split.train, train_tf, config.max_image_pixels), lo);
   lo.shuffle = false;
+  if (config.distributed)
+    lo.sampler = std::make_shared<data::DistributedSampler>(static_cast<int64_t>(split.val.size()), distributed::world_size(),
+                                                            distributed::rank(), false, config.seed);
   data::DataLoader val_loader(std::make_shared<data::ImageDataset>(split.val, val_tf, config.max_image_pixels), lo);
 
   // ---- model
@@ -467,6 +495,14 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
         << fmt(result.best_val_acc) << ")\n";
   }
 
+  // After --resume: rank 0's weights are the ones every rank starts from.
+  std::shared_ptr<nn::DistributedDataParallel> ddp;
+  if (config.distributed) {
+    ddp = std::make_shared<nn::DistributedDataParallel>(std::shared_ptr<nn::Module>(&model, [](nn::Module*) {}));
+    log << "distributed: " << distributed::world_size() << " processes (" << distributed::backend_name() << "), batch "
+        << config.batch_size << " per process\n";
+  }
+  nn::Module& trained = ddp ? static_cast<nn::Module&>(*ddp) : model;
   const nn::CrossEntropyLoss criterion(config.label_smoothing);
   result.best_checkpoint = (fs::path(config.out_dir) / "model-best.safetensors").string();
   result.last_checkpoint = (fs::path(config.out_dir) / "checkpoint-last.safetensors").string();
@@ -476,11 +512,11 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     st.epoch = epoch;
     st.lr = optimizer->param_groups()[0].lr();
     Progress train_progress(log, config.progress, "[train epoch " + std::to_string(epoch) + "]", nb);
-    PassStats tr = run_pass(model, train_loader, epoch, criterion, optimizer.get(), per_step ? &schedule : nullptr,
+    PassStats tr = run_pass(trained, train_loader, epoch, criterion, optimizer.get(), per_step ? &schedule : nullptr,
                             config.clip_grad, device, train_progress);
     if (!per_step) schedule.step();
     Progress val_progress(log, config.progress, "[valid epoch " + std::to_string(epoch) + "]", val_loader.num_batches());
-    PassStats va = run_pass(model, val_loader, 0, criterion, nullptr, nullptr, 0.0, device, val_progress);
+    PassStats va = run_pass(trained, val_loader, 0, criterion, nullptr, nullptr, 0.0, device, val_progress);
     st.train_loss = tr.loss;
     st.train_acc = tr.acc;
     st.val_loss = va.loss;
@@ -496,8 +532,8 @@ TrainResult train(const TrainConfig& config, std::ostream& log) {
     }
     extra["best_val_acc"] = fmt(result.best_val_acc, 17);
     extra["best_epoch"] = std::to_string(result.best_epoch);
-    if (best) nn::save_checkpoint(result.best_checkpoint, model, nullptr, nullptr, epoch + 1, extra);
-    nn::save_checkpoint(result.last_checkpoint, model, optimizer.get(), &schedule, epoch + 1, extra);
+    if (best && main_rank) nn::save_checkpoint(result.best_checkpoint, model, nullptr, nullptr, epoch + 1, extra);
+    if (main_rank) nn::save_checkpoint(result.last_checkpoint, model, optimizer.get(), &schedule, epoch + 1, extra);
     const double lr_end = optimizer->param_groups()[0].lr();
     const std::string lr_text = per_step ? fmt(st.lr, 3) + ".." + fmt(lr_end, 3) : fmt(st.lr);
     log << "[epoch " << epoch + 1 << "/" << config.epochs << "] lr " << lr_text << "  train loss " << fmt(tr.loss)

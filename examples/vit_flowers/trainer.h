@@ -55,6 +55,7 @@ struct TrainConfig {
   std::string resume;                  ///< checkpoint to resume from
   uint64_t seed = 0;
   bool progress = true;                ///< per-batch progress lines
+  bool distributed = false;            ///< data-parallel over petal::distributed's ranks (init() first)
 };
 
 struct EpochStats {
