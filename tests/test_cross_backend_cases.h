@@ -115,6 +115,9 @@ inline std::vector<Case> reduce_cases() {
       {"sum rows", {{{7, 33}}}, [](const auto& x) { return sum(x[0], {1}); }},
       {"sum columns", {{{33, 7}}}, [](const auto& x) { return sum(x[0], {0}, true); }},
       {"sum columns (wide)", {{{5, 1100}}}, [](const auto& x) { return sum(x[0], {0}); }},
+      // Long enough for the split schedules of kernels/cuda/reduce.cu (columns, and whole).
+      {"sum columns (long, split)", {{{300, 40}}}, [](const auto& x) { return sum(x[0], {0}); }},
+      {"sum all (long, split)", {{{3, 3000}}}, [](const auto& x) { return sum(x[0]); }},
       {"sum dims 0,2", {{{3, 5, 7}}}, [](const auto& x) { return sum(x[0], {0, 2}); }},
       {"mean", {{{3, 5, 7}}}, [](const auto& x) { return mean(x[0], {1}); }},
       {"mean all", {{{197}}}, [](const auto& x) { return mean(x[0]); }},

@@ -181,6 +181,27 @@ TEST_CASE("max, min, argmax and argmin match float64 references", "[reduce]") {
   }
 }
 
+TEST_CASE("long reductions split across blocks (column sums of a Linear's bias gradient, whole tensors)", "[reduce]") {
+  // Shapes that take the split schedules of kernels/cuda/reduce.cu on sim/cuda: few outputs
+  // with a long reduced range, thread-per-output (columns) and block-per-output (rows, all).
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
+  uint64_t seed = 300;
+  for (const Shape& shape : {Shape{1031, 9}, Shape{9000, 3}, Shape{2, 9001}, Shape{300, 40}, Shape{200, 1100}}) {
+    Tensor x = random_input(shape, seed++, dt, dev_of(dev));
+    INFO("shape " << shape_str(shape) << " dtype " << dtype_name(dt) << " on " << dev);
+    check_close(sum(x, {0}), ref_reduce(x, {0}, false, Kind::Sum), -1, "column sum");
+    check_close(sum(x, {1}), ref_reduce(x, {1}, false, Kind::Sum), -1, "row sum");
+    check_close(sum(x), ref_reduce(x, {}, false, Kind::Sum), -1, "sum all");
+    check_close(max(x, 0), ref_reduce(x, {0}, false, Kind::Max), 0.0, "column max");
+    check_close(argmax(x, 0), ref_reduce(x, {0}, false, Kind::ArgMax), 0.0, "column argmax");
+    check_close(argmin(x, 1), ref_reduce(x, {1}, false, Kind::ArgMin), 0.0, "row argmin");
+    check_close(min(x), ref_reduce(x, {}, false, Kind::Min), 0.0, "min all");
+    // Deterministic: the same call gives the same bits.
+    CHECK(sum(x, {0}).to(kCPU, DType::f64).tolist<double>() == sum(x, {0}).to(kCPU, DType::f64).tolist<double>());
+  }
+}
+
 TEST_CASE("max/argmax: ties pick the first index, NaN propagates", "[reduce]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
   Device d = dev_of(dev);

@@ -22,6 +22,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
@@ -79,6 +81,17 @@ inline unsigned grid_for(int64_t work, int block = kBlockSize) {
 void record_sim_launch(const char* name);
 #endif
 
+#ifndef PETAL_SIM_COMPILE
+/// True when PETAL_CUDA_SYNC is set to a value other than 0 (read once).
+inline bool sync_after_launch() {
+  static const bool on = [] {
+    const char* v = std::getenv("PETAL_CUDA_SYNC");
+    return v != nullptr && *v != '\0' && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+#endif
+
 /// Launches kernel on grid x block with smem dynamic shared bytes on stream; a failed
 /// launch throws petal::Error naming the kernel, file and line. max_threads is the kernel's
 /// __launch_bounds__ (1024 without), checked by the simulator as the GPU would.
@@ -99,6 +112,15 @@ inline void launch_kernel(const char* name, const char* file, int line, void (*k
     PETAL_FAIL("cuda: launch of kernel ", name, " (grid ", grid.x, "x", grid.y, "x", grid.z, ", block ", block.x, "x",
                block.y, "x", block.z, ", smem ", smem, ") failed: ", cudaGetErrorName(err), " (",
                cudaGetErrorString(err), ") at ", file, ":", line);
+  // PETAL_CUDA_SYNC=1 (like CUDA_LAUNCH_BLOCKING): wait for every kernel, so an illegal
+  // address or a trap is blamed on the kernel that made it, not on a later call.
+  if (sync_after_launch()) {
+    err = cudaStreamSynchronize(stream);
+    if (err != cudaSuccess)
+      PETAL_FAIL("cuda: kernel ", name, " (grid ", grid.x, "x", grid.y, "x", grid.z, ", block ", block.x, "x", block.y,
+                 "x", block.z, ", smem ", smem, ") failed while running: ", cudaGetErrorName(err), " (",
+                 cudaGetErrorString(err), "), launched at ", file, ":", line, " (PETAL_CUDA_SYNC=1)");
+  }
 #endif
 }
 
@@ -277,17 +299,45 @@ __device__ inline bool isnan(A x) {
 
 // ------------------------------------------------------------------ strided offsets
 
+/// Division by a divisor fixed on the host, as a multiply-high, an add and a shift
+/// (Granlund & Montgomery): for d >= 1 and n < 2^31, n / d == (umulhi(n, magic) + n) >> shift
+/// with shift = ceil(log2 d) and magic = floor(2^32 (2^shift - d) / d) + 1. The sum stays
+/// below 2^32 because umulhi(n, magic) <= n < 2^31.
+struct FastDivider {
+  uint32_t divisor = 1, magic = 1, shift = 0;
+  FastDivider() = default;
+  explicit FastDivider(uint32_t d) : divisor(d) {
+    while (shift < 32 && (uint64_t{1} << shift) < d) ++shift;
+    magic = static_cast<uint32_t>((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d) / d + 1);
+  }
+  __device__ inline uint32_t div(uint32_t n) const { return (__umulhi(n, magic) + n) >> shift; }
+};
+
 /// Maps a linear index over a shared shape to element offsets in N strided views
-/// (dims coalesced on the host; row-major order of the shape).
+/// (dims coalesced on the host; row-major order of the shape). Shapes of fewer than 2^31
+/// elements take a 32-bit path whose divisions are FastDivider multiplies.
 template <int N>
 struct OffsetCalc {
   int ndim = 0;
+  bool index32 = false;
   int64_t shape[kMaxDims] = {};
   int64_t strides[N][kMaxDims] = {};
+  FastDivider dividers[kMaxDims];
 
   __device__ inline void get(int64_t linear, int64_t (&off)[N]) const {
 PETAL_UNROLL
     for (int k = 0; k < N; ++k) off[k] = 0;
+    if (index32) {
+      uint32_t l = static_cast<uint32_t>(linear);
+      for (int d = ndim - 1; d >= 0; --d) {
+        const uint32_t q = dividers[d].div(l);
+        const int64_t idx = static_cast<int64_t>(l - q * dividers[d].divisor);
+        l = q;
+PETAL_UNROLL
+        for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
+      }
+      return;
+    }
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t idx = linear % shape[d];
       linear /= shape[d];
@@ -331,6 +381,11 @@ OffsetCalc<N> make_offset_calc(const View* const (&views)[N]) {
     c.shape[0] = 1;
     for (int k = 0; k < N; ++k) c.strides[k][0] = 1;
   }
+  int64_t numel = 1;
+  for (int d = 0; d < c.ndim; ++d) numel *= c.shape[d];
+  c.index32 = numel < (int64_t{1} << 31);
+  if (c.index32)
+    for (int d = 0; d < c.ndim; ++d) c.dividers[d] = FastDivider(static_cast<uint32_t>(c.shape[d]));
   return c;
 }
 

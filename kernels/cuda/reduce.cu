@@ -2,7 +2,8 @@
 // strided view into a contiguous output (one element per kept position).
 //
 // The kept and the reduced dims are each coalesced (size-1 dims dropped, contiguous
-// neighbours merged; linear order preserved), then one of two schedules runs:
+// neighbours merged; linear order preserved), then one of two schedules runs (each split
+// across blocks when it alone would leave the GPU idle; see the split kernels):
 //  - block per output: the threads of a block stride over the reduced range and combine
 //    with block_reduce (long reductions: rows of a matrix, whole tensors);
 //  - thread per output: each thread folds its own reduced range sequentially (short
@@ -140,6 +141,77 @@ static __global__ void reduce_thread_kernel(OffsetCalc<1> kept, OffsetCalc<1> re
   }
 }
 
+// Split schedules, for reductions that would leave the GPU idle (few outputs, or column
+// reductions with few columns): the reduced range is cut into `splits` equal chunks, blockIdx.y
+// picks the chunk, and each chunk's State goes to partial[chunk * outputs + o]; then
+// reduce_finalize_kernel folds the chunks of each output in chunk order, so the result does
+// not depend on scheduling (deterministic, run to run).
+template <ReduceOp Op, typename T, typename A, typename State>
+static __global__ void reduce_thread_split_kernel(OffsetCalc<1> kept, OffsetCalc<1> red, int64_t outputs, int64_t R,
+                                                  int64_t chunk, const T* in, State* partial) {
+  using R_ = Reducer<Op, A>;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk;
+  const int64_t r1 = r0 + chunk < R ? r0 + chunk : R;
+  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < outputs; o += int64_t(gridDim.x) * blockDim.x) {
+    int64_t base[1];
+    kept.get(o, base);
+    State st = R_::identity();
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t off[1];
+      red.get(r, off);
+      st = R_::combine(st, R_::make(static_cast<A>(to_acc(in[base[0] + off[0]])), r));
+    }
+    partial[blockIdx.y * outputs + o] = st;
+  }
+}
+
+template <ReduceOp Op, typename T, typename A, typename State>
+static __global__ void reduce_block_split_kernel(OffsetCalc<1> kept, OffsetCalc<1> red, int64_t outputs, int64_t R,
+                                                 int64_t chunk, const T* in, State* partial) {
+  using R_ = Reducer<Op, A>;
+  PETAL_SHARED(State, scratch, [kWarpSize]);
+  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * chunk;
+  const int64_t r1 = r0 + chunk < R ? r0 + chunk : R;
+  for (int64_t o = blockIdx.x; o < outputs; o += gridDim.x) {
+    int64_t base[1];
+    kept.get(o, base);
+    State st = R_::identity();
+    for (int64_t r = r0 + threadIdx.x; r < r1; r += blockDim.x) {
+      int64_t off[1];
+      red.get(r, off);
+      st = R_::combine(st, R_::make(static_cast<A>(to_acc(in[base[0] + off[0]])), r));
+    }
+    st = block_reduce(st, [](State a, State b) { return R_::combine(a, b); }, scratch);
+    if (threadIdx.x == 0) partial[blockIdx.y * outputs + o] = st;
+  }
+}
+
+template <ReduceOp Op, typename A, typename O, typename State>
+static __global__ void reduce_finalize_kernel(const State* partial, int64_t outputs, int splits, O* out) {
+  using R_ = Reducer<Op, A>;
+  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < outputs; o += int64_t(gridDim.x) * blockDim.x) {
+    State st = partial[o];
+    for (int c = 1; c < splits; ++c) st = R_::combine(st, partial[c * outputs + o]);
+    write_result<Op>(out, o, st);
+  }
+}
+
+/// Blocks a reduction should put to work: a few waves over the SMs of the largest target
+/// (132 on an H100/H200).
+constexpr int64_t kTargetBlocks = 512;
+/// Fewest reduced elements per thread and per block (a chunk) for a split to pay.
+constexpr int64_t kMinChunkPerThread = 64;
+constexpr int64_t kMinChunkPerBlock = 4096;
+
+/// Device scratch for the partial states of a split reduction, freed in stream order.
+struct PartialBuffer {
+  void* p = nullptr;
+  explicit PartialBuffer(size_t bytes) : p(rt_malloc(bytes)) {}
+  ~PartialBuffer() { rt_free(p); }
+  PartialBuffer(const PartialBuffer&) = delete;
+  PartialBuffer& operator=(const PartialBuffer&) = delete;
+};
+
 // Coalesced group of dims [begin, end) of v as a one-view offset calculator.
 OffsetCalc<1> group(const View& v, int begin, int end) {
   View g;
@@ -168,13 +240,43 @@ static void launch_reduce(const View& out, const View& in, int reduced_dims, Str
   O* o = static_cast<O*>(out.data);
   const bool unit_kept = kept.strides[0][kept.ndim - 1] == 1 && kept.shape[kept.ndim - 1] >= 8;
   const bool unit_red = red.strides[0][red.ndim - 1] == 1 || red.shape[red.ndim - 1] == 1;
-  const bool per_thread = R <= 32 || (unit_kept && !unit_red && outputs >= 1024);
+  // Column reductions (adjacent outputs adjacent in memory, reduced dim strided) go thread per
+  // output from one warp's worth of columns on: a warp's loads coalesce, and the split
+  // schedule below fills the GPU however few columns there are.
+  const bool per_thread = R <= 32 || (unit_kept && !unit_red && outputs >= 32);
+  using State = typename Reducer<Op, A>::State;
   if (per_thread) {
-    PETAL_LAUNCH((reduce_thread_kernel<Op, T, A, O>), grid_for(outputs), kBlockSize, 0, stream, kept, red, outputs, R,
-                 x, o);
+    const unsigned blocks = grid_for(outputs);
+    const int64_t splits =
+        std::min<int64_t>({(kTargetBlocks + blocks - 1) / blocks, R / kMinChunkPerThread, 65535});
+    if (splits >= 2) {
+      const int64_t chunk = (R + splits - 1) / splits;
+      const int used = static_cast<int>((R + chunk - 1) / chunk);
+      PartialBuffer partial(static_cast<size_t>(used) * static_cast<size_t>(outputs) * sizeof(State));
+      auto* p = static_cast<State*>(partial.p);
+      PETAL_LAUNCH((reduce_thread_split_kernel<Op, T, A, State>), dim3(blocks, static_cast<unsigned>(used)),
+                   kBlockSize, 0, stream, kept, red, outputs, R, chunk, x, p);
+      PETAL_LAUNCH((reduce_finalize_kernel<Op, A, O, State>), grid_for(outputs), kBlockSize, 0, stream,
+                   static_cast<const State*>(p), outputs, used, o);
+      return;
+    }
+    PETAL_LAUNCH((reduce_thread_kernel<Op, T, A, O>), blocks, kBlockSize, 0, stream, kept, red, outputs, R, x, o);
   } else {
     const int threads = R >= 2048 ? 256 : (R >= 512 ? 128 : 64);
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(outputs, 65535));
+    const int64_t splits =
+        std::min<int64_t>({(kTargetBlocks + blocks - 1) / blocks, R / kMinChunkPerBlock, 65535});
+    if (splits >= 2) {
+      const int64_t chunk = (R + splits - 1) / splits;
+      const int used = static_cast<int>((R + chunk - 1) / chunk);
+      PartialBuffer partial(static_cast<size_t>(used) * static_cast<size_t>(outputs) * sizeof(State));
+      auto* p = static_cast<State*>(partial.p);
+      PETAL_LAUNCH((reduce_block_split_kernel<Op, T, A, State>), dim3(blocks, static_cast<unsigned>(used)), threads, 0,
+                   stream, kept, red, outputs, R, chunk, x, p);
+      PETAL_LAUNCH((reduce_finalize_kernel<Op, A, O, State>), grid_for(outputs), kBlockSize, 0, stream,
+                   static_cast<const State*>(p), outputs, used, o);
+      return;
+    }
     PETAL_LAUNCH((reduce_block_kernel<Op, T, A, O>), blocks, threads, 0, stream, kept, red, outputs, R, x, o);
   }
 }
