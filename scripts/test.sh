@@ -55,11 +55,11 @@ if ((sanitize)); then
   echo "== TSan build (race detection in the simulator)"
   cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPETAL_SANITIZE=thread -DPETAL_CUDA=OFF \
     -DPETAL_BUILD_BENCH=OFF -DPETAL_BUILD_EXAMPLES=OFF "${launcher[@]}"
-  cmake --build build/tsan -j "$jobs" --target petal_sim_tests petal_sim_planted petal_tests
+  cmake --build build/tsan -j "$jobs"
   echo "== tests (TSan: sim)"
   (cd build/tsan && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PETAL_SIM_SEED=3 \
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0" \
-    ctest --output-on-failure -j "$jobs" --timeout 1800 -L sim -R "^sim" )
+    ctest --output-on-failure -j "$jobs" --timeout 1800 -L sim )
   (cd build/tsan && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PETAL_SIM_SEED=3 \
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0" \
     ./tests/petal_tests "[cross_backend]" )

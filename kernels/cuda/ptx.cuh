@@ -21,6 +21,7 @@
 // Assumptions: bf16/f16 packs hold the lower-column (lower-k) element in the low 16 bits, as on
 // the GPU; all addresses are 16-byte aligned (checked in the sim).
 #pragma once
+#include <string>
 #include <cstdint>
 
 #if defined(__CUDACC__)
@@ -186,10 +187,9 @@ inline uint16_t b16_of(uint32_t reg, int e) { return static_cast<uint16_t>(reg >
 
 inline void check_aligned_16(const void* p, const char* what, const char* op, const char* file, int line) {
   if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
-    const auto* t = ::petal::sim::detail::current_thread;
-    PETAL_FAIL(op, " at ", file, ":", line, ": ", what, " ", p, " of thread (", t->thread_idx.x, ",",
-               t->thread_idx.y, ",", t->thread_idx.z, ") in block (", t->block_idx.x, ",", t->block_idx.y, ",",
-               t->block_idx.z, ") is not 16-byte aligned");
+    // The engine's failure path names the kernel, block and thread and stops the launch.
+    const std::string description = std::string(op) + " " + what;
+    ::petal::sim::detail::check_alignment(p, 16, description.c_str(), file, line);
   }
 }
 

@@ -15,7 +15,8 @@
 // - Atomics and __nanosleep are scheduling points (a spinning thread lets the others run);
 //   a block whose threads only spin is reported as a hang.
 // - Inline-PTX features (mma.sync, ldmatrix, cp.async) are wrapped in kernels/cuda/ptx.cuh,
-//   whose sim bodies rendezvous the warp through warp_matrix_collective.
+//   whose sim bodies rendezvous the warp through warp_matrix_collective (mma, ldmatrix) and
+//   keep pending cp.async copies in ThreadView::ptx_state.
 #pragma once
 #include <math.h>  // the float overloads of exp, log, ... in the global namespace, as in CUDA
 
