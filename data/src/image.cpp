@@ -13,6 +13,7 @@
 #include <petal/data/image.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +30,9 @@
 
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
+// stb never sees a JPEG: its decoder would otherwise take files that merely look like one
+// (fill bytes before SOI) and run its buggy Huffman decoder on them.
+#define STBI_NO_JPEG
 #define STBI_FAILURE_USERMSG
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -188,8 +192,48 @@ Tensor decode_jpeg(const unsigned char* buf, size_t nbytes, const std::string& n
   return out;
 }
 
+// stb_image (2.27) reads a binary PNM's width, height and maxval into an int without an
+// overflow check (undefined behaviour on hostile input): refuse any of them longer than 9
+// digits before stb sees the file. The grammar is stb's: whitespace and '#' comments between.
+void check_pnm_header(const unsigned char* b, size_t n, const std::string& name) {
+  if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+  size_t i = 2;
+  for (const char* field : {"width", "height", "maximum value"}) {
+    for (;;) {
+      while (i < n && std::isspace(b[i])) ++i;
+      if (i < n && b[i] == '#') {
+        while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+        continue;
+      }
+      break;
+    }
+    size_t digits = 0;
+    while (i < n && b[i] >= '0' && b[i] <= '9') ++i, ++digits;
+    PETAL_CHECK(digits <= 9, "read_image: '", name, "' is a corrupt PNM: its ", field, " has ", digits,
+                " digits");
+  }
+}
+
+// stb_image sizes its IDAT buffer from each chunk's length field before reading the chunk,
+// so a 200-byte PNG whose IDAT claims 2 GB allocates 2 GB. Every chunk must fit in the file.
+void check_png_chunks(const unsigned char* b, size_t n, const std::string& name) {
+  if (!is_png(b, n)) return;
+  size_t pos = 8;
+  while (pos + 8 <= n) {
+    const uint64_t len = (uint64_t(b[pos]) << 24) | (uint64_t(b[pos + 1]) << 16) | (uint64_t(b[pos + 2]) << 8) | b[pos + 3];
+    const std::string type(reinterpret_cast<const char*>(b + pos + 4), 4);
+    const size_t after_header = n - pos - 8;  // the chunk's data and CRC must fit in these
+    PETAL_CHECK(len + 4 <= after_header, "read_image: '", name, "' is a corrupt or truncated PNG: chunk '", type,
+                "' at byte ", pos, " claims ", len, " bytes of data, only ", after_header, " bytes follow it");
+    if (type == "IEND") return;
+    pos += static_cast<size_t>(len) + 12;
+  }
+}
+
 // stb_image's info for a non-JPEG image; a failure says whether stb refused the size.
 ImageInfo stb_info(const unsigned char* buf, size_t nbytes, const std::string& name) {
+  check_pnm_header(buf, nbytes, name);
+  check_png_chunks(buf, nbytes, name);
   ImageInfo info;
   info.format = stb_format_name(buf, nbytes);
   int w = 0, h = 0, comp = 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds petal's corpus of bad inputs (tests/test_bad_inputs.cpp runs it at test time).
 
-usage: make_corpus.py OUT_DIR
+usage: make_corpus.py OUT_DIR   (a new or empty folder)
 
 Writes every case into OUT_DIR and OUT_DIR/manifest.json, which says for each case what
 petal must do with it. Only the Python standard library is used; the JPEG and PNG files
@@ -129,6 +129,8 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
+    if os.path.exists(out) and os.listdir(out):
+        sys.exit("make_corpus.py: %s is not empty; give a new or empty folder" % out)
     os.makedirs(out, exist_ok=True)
     cases = []
 
