@@ -209,6 +209,17 @@ def main():
     image("png/not_an_image.png", b"this is not an image at all\n", "error", "text with a .png name",
           contains=["not an image"])
     image("png/empty.png", b"", "error", "0 bytes", contains=["empty"])
+    # Found by tests/fuzz: inputs that reached stb_image's own bugs.
+    image("jpeg/fill_byte_before_soi.jpg", b"\xff" + good, "error",
+          "0xFF before SOI: stb took it for a JPEG and overran a Huffman table; stb no longer decodes JPEG",
+          contains=["not an image"])
+    idat_bomb = good_png[:33] + struct.pack(">I", 0x7FFFFFF0) + b"IDAT" + good_png[41:]
+    image("png/idat_claims_2gb.png", idat_bomb, "error",
+          "a 100-byte PNG whose IDAT length says 2 GB: stb allocated it before reading", contains=["claims"])
+    image("pnm/width_overflow.ppm", b"P6\n5555555555 4\n255\n" + b"\x00" * 60, "error",
+          "a PPM width of 10 digits overflows stb's int parser", contains=["corrupt PNM", "10 digits"])
+    image("pnm/good.ppm", b"P6\n# a comment\n2 1\n255\n" + bytes([10, 20, 30, 40, 50, 60]), "ok",
+          "a valid 2x1 binary PPM with a comment", shape=[1, 2, 3], pixels=[[0, 0, 0, 10], [0, 1, 2, 60]])
     image("bmp/bomb_30000.bmp", bmp_header(30000, 30000), "error", "BMP header says 30000x30000",
           contains=["30000x30000", "limit"])
 
