@@ -157,14 +157,17 @@ Tensor decode_jpeg(const unsigned char* buf, size_t nbytes, const std::string& n
   // convert CMYK to RGB itself).
   const int pf = cmyk ? TJPF_CMYK : (c <= 2 ? TJPF_GRAY : TJPF_RGB);
   const int pf_channels = tjPixelSize[pf];
-  std::vector<unsigned char> px(static_cast<size_t>(W * H * pf_channels));
+  Tensor out = empty({H, W, c}, TensorOptions(DType::u8));
+  uint8_t* d = out.data<uint8_t>();
+  // RGB and gray outputs are decoded straight into the tensor; the rest through a buffer.
+  const bool direct = !cmyk && pf_channels == c;
+  std::vector<unsigned char> px(direct ? 0 : static_cast<size_t>(W * H * pf_channels));
   const int flags = TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS | TJFLAG_ACCURATEDCT;
-  if (tjDecompress2(dec.handle, buf, static_cast<unsigned long>(nbytes), px.data(), static_cast<int>(W), 0,
+  if (tjDecompress2(dec.handle, buf, static_cast<unsigned long>(nbytes), direct ? d : px.data(), static_cast<int>(W), 0,
                     static_cast<int>(H), pf, flags) != 0) {
     PETAL_FAIL("read_image: '", name, "' is a corrupt or truncated JPEG (", W, "x", H, "): ", dec.error());
   }
-  Tensor out = empty({H, W, c}, TensorOptions(DType::u8));
-  uint8_t* d = out.data<uint8_t>();
+  if (direct) return out;
   const int64_t n = W * H;
   for (int64_t i = 0; i < n; ++i) {
     const unsigned char* s = px.data() + i * pf_channels;
