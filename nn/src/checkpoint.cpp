@@ -4,6 +4,8 @@
 // shapes and dtypes itself before touching anything, loads the optimizer (which validates
 // before committing), then the schedule, rolling the optimizer back if the schedule's
 // state does not fit, and only then copies the weights and restores the generator.
+// read_checkpoint refuses what would resume into a silently different run: a negative
+// epoch, non-finite tensors, and optimizer state missing for some parameters.
 #include <petal/nn/checkpoint.h>
 
 #include <cerrno>

@@ -36,7 +36,9 @@ struct TrainingCheckpoint {
 /// Writes a checkpoint file atomically (see the file comment for the layout).
 void write_checkpoint(const std::string& path, const TrainingCheckpoint& checkpoint);
 
-/// Reads a checkpoint file; throws petal::Error naming the file if it is not one.
+/// Reads a checkpoint file; throws petal::Error naming the file and the entry if it is not
+/// one: a missing or malformed entry, a negative epoch, a NaN or infinite tensor, or
+/// optimizer state that is incomplete (a parameter lacking a tensor or a step the others have).
 TrainingCheckpoint read_checkpoint(const std::string& path);
 
 /// Saves model (state_dict), optimizer and schedule (either may be null), epoch, the global
