@@ -264,6 +264,37 @@ TEST_CASE("clip_grad_norm: torch semantics", "[optim]") {
   REQUIRE(optim::clip_grad_norm({c}, 1.0) == 0.0);
 }
 
+TEST_CASE("clip_grad_norm_ stays on the gradients' device and matches a float64 reference", "[optim]") {
+  for (const auto& dev : petal::testing::test_devices()) {
+    INFO(dev);
+    const Device d(dev);
+    std::vector<Tensor> params;
+    std::vector<Vec> grads;
+    double sq = 0;
+    for (int i = 0; i < 5; ++i) {
+      const Shape shape = {3 + i, 7};
+      Tensor p = random_input(shape, 40 + i).to(d, DType::f32).requires_grad_();
+      Vec g = random_input(shape, 60 + i).tolist<double>();
+      for (double& v : g) v = static_cast<float>(v * 3.0);
+      for (double v : g) sq += v * v;
+      p.set_grad(tensor(g, shape, TensorOptions(DType::f32)).to(d));
+      params.push_back(p);
+      grads.push_back(g);
+    }
+    const double total = std::sqrt(sq);
+    Tensor norm = optim::clip_grad_norm_(params, 1.0);
+    CHECK(norm.dim() == 0);
+    CHECK(norm.device() == d);
+    CHECK(norm.item() == Approx(total).epsilon(1e-6));
+    const double coef = 1.0 / (total + 1e-6);
+    for (size_t i = 0; i < params.size(); ++i) {
+      Vec expected;
+      for (double v : grads[i]) expected.push_back(v * coef);
+      check_close(params[i].grad(), tensor(expected, params[i].shape(), TensorOptions(DType::f64)), 1e-6, "clipped");
+    }
+  }
+}
+
 TEST_CASE("an optimizer built before Module::to keeps updating the moved parameters", "[optim][nn]") {
   for (const auto& dev : petal::testing::test_devices()) {
     INFO(dev);
