@@ -255,6 +255,8 @@ ImageInfo stb_info(const unsigned char* buf, size_t nbytes, const std::string& n
     PETAL_FAIL("read_image: '", name, "' is not an image in a supported format (JPEG, PNG, BMP, TGA, GIF, PNM, PSD, HDR): ",
                reason);
   }
+  // stb's PNM reader accepts a zero height or width; an empty image is corrupt here.
+  PETAL_CHECK(w > 0 && h > 0, "read_image: '", name, "' is a corrupt ", info.format, ": header says ", w, "x", h);
   info.width = w;
   info.height = h;
   info.channels = comp;
