@@ -7,6 +7,7 @@
 // same dtype. Shared by test_cross_backend.cpp (every device) and
 // test_cross_backend_kernels.cpp (the simulator's kernel coverage).
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct Case {
   double slack = 1.0;
   /// Integer-valued results (argmax, comparisons, indices): compared exactly.
   bool exact = false;
+  /// Dtypes this row also runs in, whatever the suite asks (kernels that exist only for
+  /// them, e.g. the bf16/f16 tensor-core attention, are then launched by every run).
+  std::vector<DType> also_dtypes = {};
 };
 
 /// Relative tolerance of a dtype for one op (float32 far under 1e-4, bf16 ~1e-2).
@@ -234,8 +238,12 @@ inline std::vector<Case> fused_cases() {
          return cross_entropy(x[0], index_on({32, -100, 0, 7, -100, 5}, {6}, x[0].device()), 0.1, -100);
        },
        true, Domain::Any, 4.0},
-      {"attention", {{{2, 3, 7, 8}, {2, 3, 7, 8}, {2, 3, 7, 8}}, {{1, 2, 5, 16}, {1, 2, 9, 16}, {1, 2, 9, 16}}},
-       [](const auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }, true, Domain::Any, 4.0},
+      {"attention",
+       {{{2, 3, 7, 8}, {2, 3, 7, 8}, {2, 3, 7, 8}},
+        {{1, 2, 5, 16}, {1, 2, 9, 16}, {1, 2, 9, 16}},
+        {{1, 1, 33, 32}, {1, 1, 65, 32}, {1, 1, 65, 32}}},
+       [](const auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }, true, Domain::Any, 4.0, false,
+       {DType::bf16, DType::f16}},
       {"patch_embed", {{{2, 3, 8, 8}, {5, 3, 4, 4}, {5}}},
        [](const auto& x) { return patch_embed(x[0], x[1], x[2]); }, true, Domain::Any, 4.0},
       {"adamw step", {{{7, 33}, {7, 33}}}, [](const auto& x) { return adamw_two_steps(x, false); }, false,
@@ -327,8 +335,11 @@ inline void run_case(const Case& c, const Inputs& shapes, const std::string& dev
 inline void run_family(const std::vector<Case>& rows, const std::string& device, const std::vector<DType>& dtypes) {
   uint64_t seed = 1000;
   for (const Case& c : rows) {
+    std::vector<DType> row_dtypes = dtypes;
+    for (DType dt : c.also_dtypes)
+      if (std::find(row_dtypes.begin(), row_dtypes.end(), dt) == row_dtypes.end()) row_dtypes.push_back(dt);
     for (const Inputs& shapes : c.variants)
-      for (DType dt : dtypes)
+      for (DType dt : row_dtypes)
         for (bool nc : {false, true}) run_case(c, shapes, device, dt, nc, seed++);
   }
 }

@@ -20,7 +20,9 @@
 //   dkdv kernel:  one block per K/V tile, streaming query tiles: dV = P^T dO,
 //                 dK = dS^T Q * scale.
 // Every output element is written by one thread that sums in a fixed order: no atomics,
-// the gradients are deterministic. Tile sizes keep shared memory under 48 KB for
+// the gradients are deterministic. bf16/f16 operands that suit the tensor cores (head_dim a
+// multiple of 8, 16-byte aligned rows) go to flash_attention.cu instead; these kernels take
+// f32/f64 and the rest. Tile sizes keep shared memory under 48 KB for
 // head_dim <= 128 (core/ rejects larger head dims on this backend).
 #include "kernels/cuda/cuda_backend.h"
 
@@ -344,6 +346,10 @@ void CudaBackend::attention_forward(const AttentionArgs& args) {
   PETAL_CHECK(args.batch * args.heads <= 65535, "attention_forward: batch * heads = ", args.batch * args.heads,
               " exceeds the grid's y limit of 65535");
   Stream stream = activate();
+  if (flash_attention_applies(args)) {  // bf16/f16 on tensor cores (flash_attention.cu)
+    flash_attention_forward(args, stream);
+    return;
+  }
   dispatch_floating(args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (args.head_dim <= 64)
@@ -360,6 +366,10 @@ void CudaBackend::attention_backward(const AttentionArgs& args, const void* dout
   PETAL_CHECK(args.batch * args.heads <= 65535, "attention_backward: batch * heads = ", args.batch * args.heads,
               " exceeds the grid's y limit of 65535");
   Stream stream = activate();
+  if (flash_attention_applies(args)) {
+    flash_attention_backward(*this, args, dout, dq, dk, dv, stream);
+    return;
+  }
   dispatch_floating(args.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;

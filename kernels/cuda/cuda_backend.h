@@ -2,7 +2,7 @@
 // GPU) and by the host compiler as sim_impl::CudaBackend (the simulator's one device).
 // Each family of methods lives in its own file with its kernels and launchers:
 // backend.cu (memory, registration), copy.cu, random.cu, elementwise.cu, reduce.cu,
-// softmax.cu, gemm.cu, index.cu.
+// softmax.cu, gemm.cu, index.cu, attention.cu (+ flash_attention.cu).
 #pragma once
 #include <string>
 
@@ -86,5 +86,12 @@ class CudaBackend final : public Backend {
   int device_;
   std::string name_;
 };
+
+// Tensor-core flash attention for bf16/f16 (flash_attention.cu), called by attention_forward /
+// attention_backward (attention.cu) when flash_attention_applies(args).
+bool flash_attention_applies(const AttentionArgs& args);
+void flash_attention_forward(const AttentionArgs& args, Stream stream);
+void flash_attention_backward(CudaBackend& backend, const AttentionArgs& args, const void* dout, void* dq, void* dk,
+                              void* dv, Stream stream);
 
 }  // namespace petal::kernels::PETAL_CUDA_NS
