@@ -196,8 +196,9 @@ Tensor decode_jpeg(const unsigned char* buf, size_t nbytes, const std::string& n
 }
 
 // stb_image (2.27) reads a binary PNM's width, height and maxval into an int without an
-// overflow check (undefined behaviour on hostile input): refuse any of them longer than 9
-// digits before stb sees the file. The grammar is stb's: whitespace and '#' comments between.
+// overflow check (undefined behaviour on hostile input), and overruns a buffer on 16-bit
+// samples: refuse numbers longer than 9 digits and maximum values over 255 before stb sees
+// the file. The grammar is stb's: whitespace and '#' comments between the numbers.
 void check_pnm_header(const unsigned char* b, size_t n, const std::string& name) {
   if (n < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
   size_t i = 2;
@@ -211,9 +212,17 @@ void check_pnm_header(const unsigned char* b, size_t n, const std::string& name)
       break;
     }
     size_t digits = 0;
-    while (i < n && b[i] >= '0' && b[i] <= '9') ++i, ++digits;
+    int64_t value = 0;
+    while (i < n && b[i] >= '0' && b[i] <= '9') {
+      if (digits < 10) value = value * 10 + (b[i] - '0');
+      ++i, ++digits;
+    }
     PETAL_CHECK(digits <= 9, "read_image: '", name, "' is a corrupt PNM: its ", field, " has ", digits,
                 " digits");
+    // stb 2.27 overruns its buffer converting 16-bit PNM samples: only 8-bit PNM is read.
+    if (std::strcmp(field, "maximum value") == 0)
+      PETAL_CHECK(value >= 1 && value <= 255, "read_image: '", name, "' is a PNM with maximum sample value ", value,
+                  ": petal reads 8-bit PNM only (maximum value 1..255)");
   }
 }
 

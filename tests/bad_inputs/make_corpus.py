@@ -220,6 +220,8 @@ def main():
           "a PPM width of 10 digits overflows stb's int parser", contains=["corrupt PNM", "10 digits"])
     image("pnm/zero_height.ppm", b"P6\n2 0\n255\n" + b"\x00" * 6, "error",
           "a PPM 2 pixels wide and 0 high: stb returned an empty image", contains=["2x0"])
+    image("pnm/sixteen_bit.pgm", b"P5\n4 4\n65535\n" + b"\x44" * 32, "error",
+          "a 16-bit PGM: stb 2.27 reads past its buffer converting it to 8 bits", contains=["8-bit PNM only"])
     image("pnm/good.ppm", b"P6\n# a comment\n2 1\n255\n" + bytes([10, 20, 30, 40, 50, 60]), "ok",
           "a valid 2x1 binary PPM with a comment", shape=[1, 2, 3], pixels=[[0, 0, 0, 10], [0, 1, 2, 60]])
     image("bmp/bomb_30000.bmp", bmp_header(30000, 30000), "error", "BMP header says 30000x30000",
