@@ -13,12 +13,13 @@
 //
 // Forward: one block of 4 warps per (64 query rows, (b, h) pair); warp w owns query rows
 // 16w..16w+15. The Q tile goes through shared memory into registers (A fragments, ldmatrix)
-// once; K/V tiles of 64 keys stream through two shared-memory stages with cp.async (tile t+1
-// is in flight while tile t is used). Per tile: S = Q K^T (mma; K rows are B fragments by
-// plain ldmatrix), scaled into log2 units, the running row max m and partial row sums l are
-// updated (online softmax, the row's 4 lanes combine their maxima with shuffles), the output
-// accumulator is rescaled by exp2(m_old - m_new), and P (the S accumulator re-packed to bf16/
-// f16 A fragments, no shared memory) times V (B fragments by ldmatrix.trans) is accumulated.
+// once; K/V tiles of Bc keys (64; 32 at head dim 128) stream through two shared-memory
+// stages with cp.async (tile t+1 is in flight while tile t is used). Per tile: S = Q K^T
+// (mma; K rows are B fragments by plain ldmatrix), scaled into log2 units, the running row
+// max m and partial row sums l are updated (online softmax, the row's 4 lanes combine their
+// maxima with shuffles), the output accumulator is rescaled by exp2(m_old - m_new), and P
+// (the S accumulator re-packed to bf16/f16 A fragments, no shared memory) times V (B
+// fragments by ldmatrix.trans) is accumulated.
 // The end divides by l and saves lse = ln(sum exp(s * scale)) per row.
 //
 // Backward (three launches): prep: D_i = rowsum(dO_i * O_i) (f32) and a zeroed f32 dQ
@@ -43,7 +44,7 @@ namespace {
 
 constexpr int kFlashThreads = 128;  // 4 warps
 constexpr int kFlashRows = 64;      // forward: query rows per block (16 per warp)
-constexpr int kFlashCols = 64;      // keys per K/V tile (forward) and per block (backward)
+constexpr int kFlashCols = 64;      // keys per block (backward) and per K/V tile (forward, kD <= 64)
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -52,6 +53,13 @@ constexpr float kLn2 = 0.6931471805599453f;
 template <int kD>
 constexpr int pitch() {
   return kD + 8;
+}
+
+/// Keys per K/V tile of the forward: 32 at kD = 128, where the Q fragments (kD / 4 registers)
+/// and the O accumulator (kD / 2) leave no room for a 64-wide S tile without spills on sm_80.
+template <int kD>
+constexpr int forward_cols() {
+  return kD == 128 ? 32 : 64;
 }
 
 /// Query rows per tile of the backward: S^T, dP^T (16 x Br per warp) and the dQ piece stay
@@ -112,10 +120,11 @@ __device__ inline int b_frag_offset(int lane, int row0, int col0, int ld) {
 template <typename T, int kD>
 static __global__ void flash_attention_forward_kernel(AttentionArgs a) {
   constexpr int P = pitch<kD>();
-  constexpr int kTileElems = kFlashCols * P;  // one K or V tile
+  constexpr int Bc = forward_cols<kD>();
+  constexpr int kTileElems = Bc * P;  // one K or V tile
   constexpr int kStageElems = 2 * kTileElems;  // K and V
   constexpr int kKSteps = kD / 16;             // k-steps of Q K^T
-  constexpr int kSTiles = kFlashCols / 8;      // n-tiles of S
+  constexpr int kSTiles = Bc / 8;      // n-tiles of S
   constexpr int kOTiles = kD / 8;              // n-tiles of O
   static_assert(kFlashRows * P <= kStageElems, "the Q tile fits into one K/V stage");
   PETAL_DYNAMIC_SHARED(T, smem);
@@ -128,14 +137,14 @@ static __global__ void flash_attention_forward_kernel(AttentionArgs a) {
   const T* q = static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1];
   const T* k = static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1];
   const T* v = static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1];
-  const int n_tiles = static_cast<int>((Skv + kFlashCols - 1) / kFlashCols);
+  const int n_tiles = static_cast<int>((Skv + Bc - 1) / Bc);
 
   // Q into stage 1 (free until tile 1 is prefetched), K/V tile 0 into stage 0.
   T* qs = smem + kStageElems;
   load_tile<T, kFlashRows, kD>(qs, q, q0, Sq, a.q_strides[2], dh);
   ptx::cp_async_commit_group();
-  load_tile<T, kFlashCols, kD>(smem, k, 0, Skv, a.k_strides[2], dh);
-  load_tile<T, kFlashCols, kD>(smem + kTileElems, v, 0, Skv, a.v_strides[2], dh);
+  load_tile<T, Bc, kD>(smem, k, 0, Skv, a.k_strides[2], dh);
+  load_tile<T, Bc, kD>(smem + kTileElems, v, 0, Skv, a.v_strides[2], dh);
   ptx::cp_async_commit_group();
   ptx::cp_async_wait_group<1>();  // the Q group
   __syncthreads();
@@ -155,9 +164,9 @@ PETAL_UNROLL
   for (int t = 0; t < n_tiles; ++t) {
     if (t + 1 < n_tiles) {
       T* st = smem + ((t + 1) % 2) * kStageElems;
-      const int64_t kv1 = static_cast<int64_t>(t + 1) * kFlashCols;
-      load_tile<T, kFlashCols, kD>(st, k, kv1, Skv, a.k_strides[2], dh);
-      load_tile<T, kFlashCols, kD>(st + kTileElems, v, kv1, Skv, a.v_strides[2], dh);
+      const int64_t kv1 = static_cast<int64_t>(t + 1) * Bc;
+      load_tile<T, Bc, kD>(st, k, kv1, Skv, a.k_strides[2], dh);
+      load_tile<T, Bc, kD>(st + kTileElems, v, kv1, Skv, a.v_strides[2], dh);
     }
     ptx::cp_async_commit_group();  // possibly empty: "all but the newest" is then tile t
     ptx::cp_async_wait_group<1>();
@@ -182,8 +191,8 @@ PETAL_UNROLL
       }
 
     // Scores in log2 units; keys past the end score -inf.
-    const int64_t kv0 = static_cast<int64_t>(t) * kFlashCols;
-    const bool tail = kv0 + kFlashCols > Skv;
+    const int64_t kv0 = static_cast<int64_t>(t) * Bc;
+    const bool tail = kv0 + Bc > Skv;
     float mx[2] = {m[0], m[1]};
 PETAL_UNROLL
     for (int j = 0; j < kSTiles; ++j)
@@ -219,7 +228,7 @@ PETAL_UNROLL
 
     // O += P V: the S accumulator of n-tiles 2kk, 2kk + 1 is the A fragment of k-step kk.
 PETAL_UNROLL
-    for (int kk = 0; kk < kFlashCols / 16; ++kk) {
+    for (int kk = 0; kk < Bc / 16; ++kk) {
       const uint32_t pa[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
                               pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
@@ -469,7 +478,7 @@ inline unsigned tiles(int64_t n, int tile) { return static_cast<unsigned>((n + t
 
 template <typename T, int kD>
 constexpr size_t forward_smem_bytes() {
-  return static_cast<size_t>(2 * 2 * kFlashCols * pitch<kD>()) * sizeof(T);
+  return static_cast<size_t>(2 * 2 * forward_cols<kD>() * pitch<kD>()) * sizeof(T);
 }
 template <typename T, int kD>
 constexpr size_t backward_smem_bytes() {
