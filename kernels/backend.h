@@ -70,6 +70,9 @@ struct GemmArgs {
 /// on Dh and arbitrary element strides for B, H, S (so a fused qkv projection is read in
 /// place); out is contiguous [B, H, S_q, Dh]; lse is contiguous [B, H, S_q] of the
 /// statistics dtype (f64 for f64 inputs, else f32): the log-sum-exp of each score row.
+/// Scores are q k^T * scale + mask (when mask is set) with, when causal, -inf for key j >
+/// query i (PyTorch's is_causal: top-left aligned). A row whose scores are all -inf gives
+/// out = 0, lse = -inf and zero gradients.
 struct AttentionArgs {
   DType dtype = DType::f32;
   int64_t batch = 0, heads = 0, seq_q = 0, seq_kv = 0, head_dim = 0;
@@ -79,6 +82,8 @@ struct AttentionArgs {
   const void* v = nullptr; int64_t v_strides[3] = {};
   void* out = nullptr;
   void* lse = nullptr;
+  bool causal = false;
+  const void* mask = nullptr; int64_t mask_strides[4] = {};  // statistics dtype; B, H, S_q, S_kv (0: broadcast)
 };
 
 /// torch.optim.AdamW's update for one contiguous parameter (step counts from 1).

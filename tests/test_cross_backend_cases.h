@@ -222,6 +222,26 @@ inline Tensor sgd_two_steps(const std::vector<Tensor>& x, bool nesterov) {
   return p;
 }
 
+// Multi-tensor steps: two steps over a list of two parameters (contiguous copies of x[0]
+// and x[1]) with gradients x[2], x[3]; returns both parameters flattened and joined.
+inline Tensor adamw_multi_two_steps(const std::vector<Tensor>& x, bool amsgrad) {
+  std::vector<Tensor> p = {x[0].contiguous().clone(), x[1].contiguous().clone()};
+  std::vector<Tensor> g = {x[2].contiguous(), x[3].contiguous()};
+  std::vector<Tensor> m = {zeros_like(p[0]), zeros_like(p[1])}, v = {zeros_like(p[0]), zeros_like(p[1])};
+  std::vector<Tensor> vmax = {zeros_like(p[0]), zeros_like(p[1])};
+  for (int64_t step = 1; step <= 2; ++step)
+    adamw_multi_tensor_step_(p, g, m, v, vmax, {step, step + 1}, 1e-2, 0.9, 0.999, 1e-8, 0.05, amsgrad);
+  return cat({p[0].reshape({-1}), p[1].reshape({-1})}, 0);
+}
+inline Tensor sgd_multi_two_steps(const std::vector<Tensor>& x, double momentum) {
+  std::vector<Tensor> p = {x[0].contiguous().clone(), x[1].contiguous().clone()};
+  std::vector<Tensor> g = {x[2].contiguous(), x[3].contiguous()};
+  std::vector<Tensor> buf = {zeros_like(p[0]), zeros_like(p[1])};
+  for (int step = 0; step < 2; ++step)
+    sgd_multi_tensor_step_(p, g, buf, {step == 0, step == 0}, 0.1, momentum, 0.0, 1e-3, momentum != 0.0);
+  return cat({p[0].reshape({-1}), p[1].reshape({-1})}, 0);
+}
+
 /// The fused kernels of the mission (LayerNorm, softmax-cross-entropy, attention, patch
 /// embedding, optimizer updates).
 inline std::vector<Case> fused_cases() {
@@ -244,6 +264,12 @@ inline std::vector<Case> fused_cases() {
         {{1, 1, 33, 32}, {1, 1, 65, 32}, {1, 1, 65, 32}}},
        [](const auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }, true, Domain::Any, 4.0, false,
        {DType::bf16, DType::f16}},
+      {"attention causal + key padding", {{{1, 2, 9, 16}, {1, 2, 12, 16}, {1, 2, 12, 16}}},
+       [](const auto& x) {
+         Tensor keep = lt(arange(int64_t(12)).to(x[0].device()), 10.0).reshape({1, 1, 1, 12});  // last 2 keys padded
+         return scaled_dot_product_attention(x[0], x[1], x[2], keep, true);
+       },
+       true, Domain::Any, 4.0, false, {DType::bf16, DType::f16}},
       {"patch_embed", {{{2, 3, 8, 8}, {5, 3, 4, 4}, {5}}},
        [](const auto& x) { return patch_embed(x[0], x[1], x[2]); }, true, Domain::Any, 4.0},
       {"adamw step", {{{7, 33}, {7, 33}}}, [](const auto& x) { return adamw_two_steps(x, false); }, false,
@@ -254,6 +280,14 @@ inline std::vector<Case> fused_cases() {
        4.0},
       {"sgd step nesterov", {{{197}, {197}}}, [](const auto& x) { return sgd_two_steps(x, true); }, false,
        Domain::Any, 4.0},
+      {"adamw multi-tensor step", {{{7, 33}, {197}, {7, 33}, {197}}},
+       [](const auto& x) { return adamw_multi_two_steps(x, false); }, false, Domain::Any, 4.0},
+      {"adamw multi-tensor step amsgrad", {{{1}, {1025}, {1}, {1025}}},
+       [](const auto& x) { return adamw_multi_two_steps(x, true); }, false, Domain::Any, 4.0},
+      {"sgd multi-tensor step", {{{7, 33}, {197}, {7, 33}, {197}}},
+       [](const auto& x) { return sgd_multi_two_steps(x, 0.0); }, false, Domain::Any, 4.0},
+      {"sgd multi-tensor step nesterov", {{{7}, {1025}, {7}, {1025}}},
+       [](const auto& x) { return sgd_multi_two_steps(x, 0.9); }, false, Domain::Any, 4.0},
   };
 }
 

@@ -3,9 +3,11 @@
 // reference written as plain loops: out, the saved log-sum-exp, dq, dk, dv, on the kernels
 // called directly with poisoned outputs, at a ViT-like shape (S = 197, Dh = 64, batch
 // reduced), odd lengths (1, 7, 19, 33, 65, 129, 130), head dims 32/40/64/128, S_q != S_kv, and
-// through the op with the packed [B, S, 3, H, Dh] qkv views read in place. Inputs are seeded
-// random; tolerances are those of the element type (the operands and P / dS are rounded to
-// it, accumulation is in f32).
+// through the op with the packed [B, S, 3, H, Dh] qkv views read in place. Then is_causal and
+// attn_mask (bool key padding, a 2-d bool mask with a fully masked row, a floating additive
+// mask) on every backend and dtype (f32/f64 take attention.cu's kernels on sim/cuda), forward
+// and backward. Inputs are seeded random; tolerances are those of the element type (the
+// operands and P / dS are rounded to it, accumulation is in f32).
 #include <cmath>
 #include <set>
 #include <string>
@@ -38,9 +40,11 @@ struct Reference {
   Tensor out, lse, dq, dk, dv;
 };
 
-// Plain float64 attention on contiguous copies: scores, stable softmax, weighted sum; the
-// backward from the same probabilities.
-Reference reference(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& dout_in, double scale) {
+// Plain float64 attention on contiguous copies: scores (+ mask, a float64 [B, H, S_q, S_kv]
+// tensor, and -inf above the diagonal when causal), stable softmax, weighted sum; the
+// backward from the same probabilities. A row with every score -inf has P = 0, lse = -inf.
+Reference reference(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& dout_in, double scale,
+                    const Tensor& mask_in = Tensor(), bool causal = false) {
   Tensor q = q_in.detach().to(kCPU, DType::f64).contiguous();
   Tensor k = k_in.detach().to(kCPU, DType::f64).contiguous();
   Tensor v = v_in.detach().to(kCPU, DType::f64).contiguous();
@@ -50,6 +54,7 @@ Reference reference(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, 
   Reference r{zeros({B, H, Sq, Dh}, f64), zeros({B, H, Sq}, f64), zeros(q.shape(), f64), zeros(k.shape(), f64),
               zeros(v.shape(), f64)};
   const double *Q = q.data<double>(), *K = k.data<double>(), *V = v.data<double>(), *dO = dout.data<double>();
+  Tensor mask = mask_in.defined() ? mask_in.to(kCPU, DType::f64).contiguous() : Tensor();
   std::vector<double> p(Skv), dp(Skv);
   for (int64_t bh = 0; bh < B * H; ++bh) {
     for (int64_t i = 0; i < Sq; ++i) {
@@ -59,7 +64,13 @@ Reference reference(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, 
         double s = 0;
         for (int64_t d = 0; d < Dh; ++d) s += qi[d] * K[(bh * Skv + j) * Dh + d];
         p[j] = s * scale;
+        if (mask.defined()) p[j] += mask.data<double>()[(bh * Sq + i) * Skv + j];
+        if (causal && j > i) p[j] = -INFINITY;
         mx = std::max(mx, p[j]);
+      }
+      if (mx == -INFINITY) {  // no key left: out and gradients stay 0
+        r.lse.data<double>()[bh * Sq + i] = -INFINITY;
+        continue;
       }
       double sum = 0;
       for (int64_t j = 0; j < Skv; ++j) sum += (p[j] = std::exp(p[j] - mx));
@@ -187,4 +198,95 @@ TEST_CASE("bf16/f16 attention reads the packed qkv projection in place", "[atten
   check_close(g.select(0, 0), ref.dq, grad_tol(dt), "dq");
   check_close(g.select(0, 1), ref.dk, grad_tol(dt), "dk");
   check_close(g.select(0, 2), ref.dv, grad_tol(dt), "dv");
+}
+
+namespace {
+
+enum class MaskKind { None, KeyPadding, Bool2dWithEmptyRow, Additive };
+
+struct MaskCase {
+  Case c;
+  bool causal;
+  MaskKind kind;
+};
+
+std::vector<MaskCase> mask_cases(const std::string& dev) {
+  std::vector<MaskCase> cases = {
+      {{1, 2, 65, 65, 32}, true, MaskKind::None},          {{1, 1, 33, 70, 64}, true, MaskKind::None},
+      {{1, 1, 70, 33, 32}, true, MaskKind::None},          {{2, 1, 40, 50, 32}, false, MaskKind::KeyPadding},
+      {{1, 2, 33, 40, 64}, true, MaskKind::Additive},      {{1, 1, 20, 24, 16}, false, MaskKind::Bool2dWithEmptyRow},
+      {{1, 1, 9, 130, 128}, false, MaskKind::Additive},
+  };
+  if (dev != "sim") cases.push_back({{2, 2, 197, 197, 64}, true, MaskKind::KeyPadding});
+  return cases;
+}
+
+// The mask handed to the op and the float64 [B, H, S_q, S_kv] additive mask it stands for.
+std::pair<Tensor, Tensor> make_mask(const MaskCase& m, uint64_t seed) {
+  const Case& c = m.c;
+  const Shape full_shape{c.B, c.H, c.Sq, c.Skv};
+  switch (m.kind) {
+    case MaskKind::None: return {Tensor(), Tensor()};
+    case MaskKind::KeyPadding: {  // batch b sees its first Skv - 7 (b + 1) keys
+      std::vector<double> keep(static_cast<size_t>(c.B * c.Skv));
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t j = 0; j < c.Skv; ++j) keep[b * c.Skv + j] = j < c.Skv - 7 * (b + 1) ? 1.0 : 0.0;
+      Tensor mb = ge(tensor(keep, {c.B, 1, 1, c.Skv}, TensorOptions(DType::f64)), 0.5);
+      Tensor add = where(mb, zeros(mb.shape(), TensorOptions(DType::f64)), full(mb.shape(), -INFINITY, TensorOptions(DType::f64)));
+      return {mb, add.expand(full_shape).contiguous()};
+    }
+    case MaskKind::Bool2dWithEmptyRow: {  // random, row 3 masked entirely
+      Tensor r = random_input({c.Sq, c.Skv}, seed);
+      for (int64_t j = 0; j < c.Skv; ++j) r.data<double>()[3 * c.Skv + j] = -5.0;
+      Tensor mb = ge(r, -1.0);
+      Tensor add = where(mb, zeros(mb.shape(), TensorOptions(DType::f64)), full_like(r, -INFINITY));
+      return {mb, add.expand(full_shape).contiguous()};
+    }
+    case MaskKind::Additive: {  // values exact in f32, broadcast over the batch
+      Tensor mf = mul(random_input({1, c.H, c.Sq, c.Skv}, seed, DType::f32), 2.0);
+      return {mf, mf.to(DType::f64).expand(full_shape).contiguous()};
+    }
+  }
+  return {Tensor(), Tensor()};
+}
+
+double mask_out_tol(DType dt) { return dt == DType::f64 ? 1e-11 : dt == DType::f32 ? 1e-5 : out_tol(dt); }
+double mask_grad_tol(DType dt) { return dt == DType::f64 ? 1e-10 : dt == DType::f32 ? 3e-5 : grad_tol(dt); }
+
+}  // namespace
+
+TEST_CASE("attention with is_causal and attn_mask matches the float64 reference", "[attention][flash]") {
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::f32, DType::f64, DType::bf16, DType::f16);
+  Device d(dev);
+  uint64_t seed = 600;
+  for (const MaskCase& m : mask_cases(dev)) {
+    const Case& c = m.c;
+    INFO(case_str(c) << (m.causal ? " causal" : "") << " mask kind " << static_cast<int>(m.kind) << " dtype "
+                     << dtype_name(dt) << " on " << dev);
+    Tensor q = random_input({c.B, c.H, c.Sq, c.Dh}, seed++, dt, d).requires_grad_();
+    Tensor k = random_input({c.B, c.H, c.Skv, c.Dh}, seed++, dt, d).requires_grad_();
+    Tensor v = random_input({c.B, c.H, c.Skv, c.Dh}, seed++, dt, d).requires_grad_();
+    Tensor w = random_input({c.B, c.H, c.Sq, c.Dh}, seed++, dt, d);
+    const auto mask = make_mask(m, seed++);
+    Tensor out = scaled_dot_product_attention(q, k, v, mask.first.defined() ? mask.first.to(d) : Tensor(), m.causal);
+    const Reference ref = reference(q, k, v, w, 1.0 / std::sqrt(double(c.Dh)), mask.second, m.causal);
+    check_close(out, ref.out, mask_out_tol(dt), "out");
+    sum(mul(out, w)).backward();
+    check_close(q.grad(), ref.dq, mask_grad_tol(dt), "dq");
+    check_close(k.grad(), ref.dk, mask_grad_tol(dt), "dk");
+    check_close(v.grad(), ref.dv, mask_grad_tol(dt), "dv");
+  }
+}
+
+TEST_CASE("attention masks: the empty mask and is_causal=false change nothing; bad masks are refused",
+          "[attention]") {
+  Tensor q = random_input({1, 2, 5, 8}, 1, DType::f32), k = random_input({1, 2, 7, 8}, 2, DType::f32);
+  Tensor all = ge(random_input({5, 7}, 3), -100.0);  // every key takes part
+  check_close(scaled_dot_product_attention(q, k, k, all, false), scaled_dot_product_attention(q, k, k), 1e-6,
+              "all-true mask");
+  CHECK_THROWS_WITH(scaled_dot_product_attention(q, k, k, random_input({5, 6}, 4, DType::f32)),
+                    Catch::Contains("attn_mask") && Catch::Contains("[5, 6]"));
+  CHECK_THROWS_WITH(scaled_dot_product_attention(q, k, k, arange(int64_t(35)).reshape({5, 7})),
+                    Catch::Contains("attn_mask"));
 }

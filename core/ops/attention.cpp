@@ -4,6 +4,9 @@
 // qkv projection are read in place; only an operand whose last dim is not unit-stride is
 // copied. The forward saves out and the per-row log-sum-exp; the backward recomputes the
 // probabilities from them (kernels' attention_backward) and returns dq, dk, dv.
+// Masks: a bool attn_mask becomes an additive 0 / -inf mask, a floating one is cast to the
+// statistics dtype; either is expanded (zero strides) to [B, H, S_q, S_kv] and read in place
+// by the kernels, which also apply is_causal themselves.
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -22,8 +25,14 @@ Tensor unit_stride_last(const Tensor& t) {
   return t.shape()[3] == 1 || t.strides()[3] == 1 ? t : t.contiguous();
 }
 
-kernels::AttentionArgs make_args(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+kernels::AttentionArgs make_args(const Tensor& q, const Tensor& k, const Tensor& v, double scale, const Tensor& mask,
+                                 bool causal) {
   kernels::AttentionArgs a;
+  a.causal = causal;
+  if (mask.defined()) {
+    a.mask = mask.data_ptr();
+    for (int i = 0; i < 4; ++i) a.mask_strides[i] = mask.strides()[i];
+  }
   a.dtype = q.dtype();
   a.batch = q.shape()[0];
   a.heads = q.shape()[1];
@@ -44,7 +53,12 @@ kernels::AttentionArgs make_args(const Tensor& q, const Tensor& k, const Tensor&
 
 }  // namespace
 
-Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale) {
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  return scaled_dot_product_attention(q, k, v, Tensor(), false, scale);
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& attn_mask,
+                                    bool is_causal, double scale) {
   detail::check_defined(kOp, q_in);
   detail::check_defined(kOp, k_in);
   detail::check_defined(kOp, v_in);
@@ -69,16 +83,37 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
 
   const Tensor q = unit_stride_last(q_in), k = unit_stride_last(k_in), v = unit_stride_last(v_in);
   const DType stat_dtype = q.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor mask;  // additive, statistics dtype, expanded to [B, H, S_q, S_kv]
+  if (attn_mask.defined()) {
+    detail::check_same_device(kOp, q_in, attn_mask);
+    PETAL_CHECK(attn_mask.dtype() == DType::b8 || is_floating(attn_mask.dtype()), kOp,
+                ": attn_mask must be bool or floating, got ", dtype_name(attn_mask.dtype()));
+    const Shape full_shape{qs[0], qs[1], qs[2], ks[2]};
+    const Shape& ms = attn_mask.shape();
+    bool broadcasts = ms.size() <= 4;
+    for (size_t i = 0; broadcasts && i < ms.size(); ++i) {
+      const int64_t want = full_shape[4 - ms.size() + i];
+      broadcasts = ms[i] == want || ms[i] == 1;
+    }
+    PETAL_CHECK(broadcasts, kOp, ": attn_mask of shape ", shape_str(ms), " does not broadcast to ", shape_str(full_shape),
+                " (B, H, S_q, S_kv)");
+    const TensorOptions mopts(stat_dtype, q.device());
+    Tensor m = attn_mask.detach();
+    m = m.dtype() == DType::b8 ? where(m, zeros(ms, mopts), full(ms, -INFINITY, mopts)) : m.to(stat_dtype);
+    Shape m4(4 - ms.size(), 1);
+    m4.insert(m4.end(), ms.begin(), ms.end());
+    mask = m.reshape(m4).expand(full_shape);
+  }
   Tensor out = empty({qs[0], qs[1], qs[2], qs[3]}, TensorOptions(q.dtype(), q.device()));
   Tensor lse = empty({qs[0], qs[1], qs[2]}, TensorOptions(stat_dtype, q.device()));
-  kernels::AttentionArgs args = make_args(q, k, v, scale);
+  kernels::AttentionArgs args = make_args(q, k, v, scale, mask, is_causal);
   args.out = out.data_ptr();
   args.lse = lse.data_ptr();
   if (out.numel() > 0) detail::backend_of(q).attention_forward(args);
 
   // Saves detached operands and the output; the closure must not hold `out` with its graph.
   Tensor out_saved = out.detach();
-  autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, out_saved, lse, scale](const Tensor& g_in) {
+  autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, out_saved, lse, scale, mask, is_causal](const Tensor& g_in) {
     Tensor g = g_in.dtype() == q.dtype() ? g_in.contiguous() : g_in.to(q.dtype()).contiguous();
     const TensorOptions opts(q.dtype(), q.device());
     Tensor dq = empty(q.shape(), opts), dk = empty(k.shape(), opts), dv = empty(v.shape(), opts);
@@ -86,7 +121,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       dk = zeros(k.shape(), opts);
       dv = zeros(v.shape(), opts);
     } else if (dq.numel() > 0) {
-      kernels::AttentionArgs a = make_args(q.detach(), k.detach(), v.detach(), scale);
+      kernels::AttentionArgs a = make_args(q.detach(), k.detach(), v.detach(), scale, mask, is_causal);
       a.out = out_saved.data_ptr();
       a.lse = lse.data_ptr();
       detail::backend_of(q).attention_backward(a, g.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr());

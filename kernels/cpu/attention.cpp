@@ -13,9 +13,13 @@
 //   dK += dS^T Q * scale;  dV += P^T dO   (GEMMs accumulating over the blocks, in order)
 // f32/f64 run in their own precision on the operands in place; bf16/f16 pairs are
 // widened into float buffers first and the results rounded back.
+// Masks: the additive mask (statistics dtype, strided, zero strides where broadcast) is added
+// to the scaled scores and is_causal sets key j > query i to -inf before the softmax; a row
+// left with no key gets probabilities 0 (out 0, lse -inf, no gradient).
 #include <cblas.h>
 
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -77,12 +81,31 @@ struct Workspace {
   std::vector<C> scores, probs, dp;
 };
 
-// scores = scale Q_blk K^T and probs = softmax(scores) for query rows [i0, i0 + m).
+// scores = scale Q_blk K^T (+ mask, causal -inf) and probs = softmax(scores) for query rows
+// [i0, i0 + m) of pair (b, h).
 template <typename C>
-void block_probs(CpuBackend& be, Rows<C> q, Rows<C> k, int64_t i0, int64_t m, int64_t skv, int64_t dh, C scale,
-                 Workspace<C>& w) {
+void block_probs(CpuBackend& be, const AttentionArgs& a, int64_t b, int64_t h, Rows<C> q, Rows<C> k, int64_t i0,
+                 int64_t m, int64_t skv, int64_t dh, C scale, Workspace<C>& w) {
   gemm<C>(false, true, m, skv, dh, scale, q.data + i0 * q.ld, q.ld, k.data, k.ld, C(0), w.scores.data(), skv);
+  if (a.mask == nullptr && !a.causal) {
+    be.softmax(w.probs.data(), w.scores.data(), dtype_of<C>(), m, skv, false);
+    return;
+  }
+  if (a.mask != nullptr) {
+    const C* mask = static_cast<const C*>(a.mask) + b * a.mask_strides[0] + h * a.mask_strides[1];
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = 0; j < skv; ++j)
+        w.scores[r * skv + j] += mask[(i0 + r) * a.mask_strides[2] + j * a.mask_strides[3]];
+  }
+  if (a.causal)
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t j = i0 + r + 1; j < skv; ++j) w.scores[r * skv + j] = -std::numeric_limits<C>::infinity();
   be.softmax(w.probs.data(), w.scores.data(), dtype_of<C>(), m, skv, false);
+  for (int64_t r = 0; r < m; ++r) {  // rows with no key left: probabilities 0, not NaN
+    bool any = false;
+    for (int64_t j = 0; j < skv && !any; ++j) any = w.scores[r * skv + j] != -std::numeric_limits<C>::infinity();
+    if (!any) std::fill(w.probs.begin() + r * skv, w.probs.begin() + (r + 1) * skv, C(0));
+  }
 }
 
 template <typename T>
@@ -116,14 +139,14 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
       C* lse = static_cast<C*>(a.lse) + pair * Sq;
       for (int64_t i0 = 0; i0 < Sq; i0 += block) {
         const int64_t m = std::min(block, Sq - i0);
-        block_probs(be, q, k, i0, m, Skv, Dh, scale, w);
+        block_probs(be, a, b, h, q, k, i0, m, Skv, Dh, scale, w);
         for (int64_t r = 0; r < m; ++r) {
           const C* s = w.scores.data() + r * Skv;
           int64_t arg = 0;
           for (int64_t j = 1; j < Skv; ++j)
             if (s[j] > s[arg]) arg = j;
           // softmax wrote exp(0) / sum = 1 / sum at the max.
-          lse[i0 + r] = s[arg] - std::log(w.probs[r * Skv + arg]);
+          lse[i0 + r] = s[arg] == -std::numeric_limits<C>::infinity() ? s[arg] : s[arg] - std::log(w.probs[r * Skv + arg]);
         }
         gemm<C>(false, false, m, Dh, Skv, C(1), w.probs.data(), Skv, v.data, v.ld, C(0), out + i0 * Dh, Dh);
       }
@@ -179,7 +202,7 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
       }
       for (int64_t i0 = 0; i0 < Sq; i0 += block) {
         const int64_t m = std::min(block, Sq - i0);
-        block_probs(be, q, k, i0, m, Skv, Dh, scale, w);
+        block_probs(be, a, b, h, q, k, i0, m, Skv, Dh, scale, w);
         const C* dO = dout.data + i0 * Dh;
         gemm<C>(false, true, m, Skv, Dh, C(1), dO, Dh, v.data, v.ld, C(0), w.dp.data(), Skv);
         for (int64_t r = 0; r < m; ++r) {

@@ -22,7 +22,9 @@
 // Every output element is written by one thread that sums in a fixed order: no atomics,
 // the gradients are deterministic. bf16/f16 operands that suit the tensor cores (head_dim a
 // multiple of 8, 16-byte aligned rows) go to flash_attention.cu instead; these kernels take
-// f32/f64 and the rest. Tile sizes keep shared memory under 48 KB for
+// f32/f64 and the rest. Masks: the additive mask (accumulator type, strided) is added to
+// the scaled score and is_causal scores key j > query i as -inf; a row with no key left
+// gets out 0 and lse -inf, and P = 0 in the backward. Tile sizes keep shared memory under 48 KB for
 // head_dim <= 128 (core/ rejects larger head dims on this backend).
 #include "kernels/cuda/cuda_backend.h"
 
@@ -73,6 +75,20 @@ __device__ inline void stage_rows(A* dst, const T* src, int64_t row0, int rows, 
   }
 }
 
+/// Row i of the additive mask of pair (b, h), or null (no mask, or a padded query row).
+template <typename A>
+__device__ inline const A* mask_row(const AttentionArgs& a, int64_t b, int64_t h, int64_t i) {
+  if (a.mask == nullptr || i >= a.seq_q) return nullptr;
+  return static_cast<const A*>(a.mask) + b * a.mask_strides[0] + h * a.mask_strides[1] + i * a.mask_strides[2];
+}
+
+/// Score of query i and key j from the scaled dot product s: + mask, -inf above the diagonal.
+template <typename A>
+__device__ inline A masked_score(const AttentionArgs& a, const A* mrow, A s, int64_t i, int64_t j) {
+  if (a.causal && j > i) return -std::numeric_limits<A>::infinity();
+  return mrow != nullptr ? s + mrow[j * a.mask_strides[3]] : s;
+}
+
 template <typename T, typename A, int kThreads, int Br, int Bc, int kMaxDh>
 static __global__ void attention_forward_kernel(AttentionArgs a) {
   constexpr int kTpr = kThreads / Br;  // lanes per query row
@@ -92,6 +108,7 @@ static __global__ void attention_forward_kernel(AttentionArgs a) {
   const T* v = static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1];
   const int r = static_cast<int>(threadIdx.x) / kTpr, sub = static_cast<int>(threadIdx.x) % kTpr;
   const A scale = static_cast<A>(a.scale);
+  const A* mrow = mask_row<A>(a, b, h, q0 + r);
   stage_rows<T, A, kThreads>(qs, q, q0, Br, Sq, a.q_strides[2], Dh, ld);
   A o[kDims];
 PETAL_UNROLL
@@ -107,16 +124,19 @@ PETAL_UNROLL
 PETAL_UNROLL
     for (int j = 0; j < kCols; ++j) {
       const int c = sub + j * kTpr;
-      s[j] = kv0 + c < Skv ? dot_shared(qs + r * ld, ks + c * ld, Dh) * scale : -std::numeric_limits<A>::infinity();
+      s[j] = kv0 + c < Skv ? masked_score(a, mrow, dot_shared(qs + r * ld, ks + c * ld, Dh) * scale, q0 + r, kv0 + c)
+                           : -std::numeric_limits<A>::infinity();
       tile_max = MaxOp()(tile_max, s[j]);
     }
     tile_max = group_reduce<kTpr>(tile_max, MaxOp());
     const A m_new = MaxOp()(m, tile_max);
-    const A alpha = dmath::exp(m - m_new);  // 0 on the first tile (m = -inf)
+    // exp(m - base) is 0 on the first tile (m = -inf); base 0 while the row has no key yet.
+    const A base = m_new == -std::numeric_limits<A>::infinity() ? A(0) : m_new;
+    const A alpha = dmath::exp(m - base);
     A psum = A(0);
 PETAL_UNROLL
     for (int j = 0; j < kCols; ++j) {
-      const A p = dmath::exp(s[j] - m_new);
+      const A p = dmath::exp(s[j] - base);
       ps[r * (Bc + 1) + sub + j * kTpr] = p;
       psum += p;
     }
@@ -137,13 +157,13 @@ PETAL_UNROLL
   if (q0 + r < Sq) {
     const int64_t row = pair * Sq + q0 + r;
     T* out = static_cast<T*>(a.out) + row * Dh;
-    const A inv = A(1) / l;
+    const A inv = l > A(0) ? A(1) / l : A(0);
 PETAL_UNROLL
     for (int i = 0; i < kDims; ++i) {
       const int64_t d = sub + i * kTpr;
       if (d < Dh) out[d] = from_acc<T>(o[i] * inv);
     }
-    if (sub == 0) static_cast<A*>(a.lse)[row] = m + dmath::log(l);
+    if (sub == 0) static_cast<A*>(a.lse)[row] = l > A(0) ? m + dmath::log(l) : -std::numeric_limits<A>::infinity();
   }
 }
 
@@ -186,6 +206,8 @@ static __global__ void attention_backward_dq_kernel(AttentionArgs a, const T* do
   const A scale = static_cast<A>(a.scale);
   const A lse = row_valid ? static_cast<const A*>(a.lse)[row] : A(0);
   const A D = row_valid ? delta[row] : A(0);
+  const bool row_live = row_valid && lse != -std::numeric_limits<A>::infinity();  // some key is left
+  const A* mrow = mask_row<A>(a, b, h, q0 + r);
   stage_rows<T, A, kThreads>(qs, q, q0, Br, Sq, a.q_strides[2], Dh, ld);
   stage_rows<T, A, kThreads>(dos, dout + pair * Sq * Dh, q0, Br, Sq, Dh, Dh, ld);
   A acc[kDims];
@@ -200,8 +222,9 @@ PETAL_UNROLL
     for (int j = 0; j < kCols; ++j) {
       const int c = sub + j * kTpr;
       A ds = A(0);
-      if (row_valid && kv0 + c < Skv) {
-        const A p = dmath::exp(dot_shared(qs + r * ld, ks + c * ld, Dh) * scale - lse);
+      if (row_live && kv0 + c < Skv) {
+        const A p = dmath::exp(
+            masked_score(a, mrow, dot_shared(qs + r * ld, ks + c * ld, Dh) * scale, q0 + r, kv0 + c) - lse);
         ds = p * (dot_shared(dos + r * ld, vs + c * ld, Dh) - D);
       }
       dss[r * (Bc + 1) + c] = ds;
@@ -270,8 +293,10 @@ PETAL_UNROLL
     for (int j = 0; j < kRows; ++j) {
       const int r = sub + j * kTpc;
       A p = A(0), ds = A(0);
-      if (col_valid && q0 + r < Sq) {
-        p = dmath::exp(dot_shared(qs + r * ld, ks + c * ld, Dh) * scale - lses[r]);
+      if (col_valid && q0 + r < Sq && lses[r] != -std::numeric_limits<A>::infinity()) {
+        p = dmath::exp(masked_score(a, mask_row<A>(a, b, h, q0 + r), dot_shared(qs + r * ld, ks + c * ld, Dh) * scale,
+                                    q0 + r, kv0 + c) -
+                       lses[r]);
         ds = p * (dot_shared(dos + r * ld, vs + c * ld, Dh) - deltas[r]);
       }
       pt[c * (Br + 1) + r] = p;

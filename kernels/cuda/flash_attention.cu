@@ -33,6 +33,10 @@
 //   bit-reproducible on a GPU; dK and dV are);
 // convert: dQ = accumulator rounded to the element type. Nothing but FlashAttention-2's
 // recomputation of S and P.
+// Masks: the additive mask (f32, strided, zero strides where broadcast) is read per score
+// element from global memory and added (in log2 units); is_causal scores key j > query i as
+// -inf, and the K/V tiles (forward) or query tiles (backward) wholly above the diagonal are
+// skipped. A row with no key left gets out 0, lse -inf, and P = 0 in the backward.
 // Assumptions (flash_attention_applies): head_dim % 8 == 0 and <= 128; q, k, v base pointers
 // 16-byte aligned and their B/H/S strides multiples of 8 elements (cp.async moves 16 bytes).
 #include "kernels/cuda/cuda_backend.h"
@@ -137,7 +141,17 @@ static __global__ void flash_attention_forward_kernel(AttentionArgs a) {
   const T* q = static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1];
   const T* k = static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1];
   const T* v = static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1];
-  const int n_tiles = static_cast<int>((Skv + Bc - 1) / Bc);
+  int n_tiles = static_cast<int>((Skv + Bc - 1) / Bc);
+  if (a.causal) n_tiles = min(n_tiles, static_cast<int>((q0 + kFlashRows + Bc - 1) / Bc));  // keys <= last row
+  // Mask rows of this lane's two query rows (null without a mask or past the end).
+  const float* mrow[2];
+  const int64_t qrow[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+PETAL_UNROLL
+  for (int r = 0; r < 2; ++r)
+    mrow[r] = a.mask != nullptr && qrow[r] < Sq ? static_cast<const float*>(a.mask) + b * a.mask_strides[0] +
+                                                      h * a.mask_strides[1] + qrow[r] * a.mask_strides[2]
+                                                : nullptr;
+  const bool any_mask = a.mask != nullptr || a.causal;
 
   // Q into stage 1 (free until tile 1 is prefetched), K/V tile 0 into stage 0.
   T* qs = smem + kStageElems;
@@ -199,7 +213,15 @@ PETAL_UNROLL
 PETAL_UNROLL
       for (int i = 0; i < 4; ++i) {
         float x = s[j][i] * scale_log2;
-        if (tail && kv0 + 8 * j + 2 * tq + i % 2 >= Skv) x = -INFINITY;
+        const int64_t col = kv0 + 8 * j + 2 * tq + i % 2;
+        if (tail && col >= Skv) {
+          x = -INFINITY;
+        } else if (any_mask) {
+          if (a.causal && col > qrow[i / 2])
+            x = -INFINITY;
+          else if (mrow[i / 2] != nullptr)
+            x += mrow[i / 2][col * a.mask_strides[3]] * kLog2e;
+        }
         s[j][i] = x;
         mx[i / 2] = fmaxf(mx[i / 2], x);
       }
@@ -317,6 +339,11 @@ static __global__ void flash_attention_backward_kernel(AttentionArgs a, const T*
   const float* D = delta + pair * Sq;
   const float scale = static_cast<float>(a.scale), scale_log2 = scale * kLog2e;
   const int n_tiles = static_cast<int>((Sq + Br - 1) / Br);
+  // Causal: query tiles wholly before this block's first key have P = 0.
+  const int t_start = a.causal ? static_cast<int>(kv0 / Br) : 0;
+  const float* mask = a.mask != nullptr
+                          ? static_cast<const float*>(a.mask) + b * a.mask_strides[0] + h * a.mask_strides[1]
+                          : nullptr;
 
   auto load_query_tile = [&](int tile, int stage) {
     const int64_t r0 = static_cast<int64_t>(tile) * Br;
@@ -335,7 +362,7 @@ static __global__ void flash_attention_backward_kernel(AttentionArgs a, const T*
 
   load_tile<T, kFlashCols, kD>(ks, k, kv0, Skv, a.k_strides[2], dh);
   load_tile<T, kFlashCols, kD>(vs, v, kv0, Skv, a.v_strides[2], dh);
-  load_query_tile(0, 0);
+  load_query_tile(t_start, t_start % 2);
   ptx::cp_async_commit_group();
 
   float dk_acc[kDTiles][4], dv_acc[kDTiles][4];
@@ -347,7 +374,7 @@ PETAL_UNROLL
   const bool key_ok[2] = {kv0 + warp * 16 + g < Skv, kv0 + warp * 16 + g + 8 < Skv};
   const int rg = warp % kRowGroups, dg = warp / kRowGroups;
 
-  for (int t = 0; t < n_tiles; ++t) {
+  for (int t = t_start; t < n_tiles; ++t) {
     if (t + 1 < n_tiles) load_query_tile(t + 1, (t + 1) % 2);
     ptx::cp_async_commit_group();
     ptx::cp_async_wait_group<1>();
@@ -387,7 +414,12 @@ PETAL_UNROLL
 PETAL_UNROLL
       for (int i = 0; i < 4; ++i) {
         const int c = 8 * j + 2 * tq + i % 2;
-        const float p = key_ok[i / 2] ? exp2f(st[j][i] * scale_log2 - lse2[c]) : 0.0f;
+        const int64_t qi = static_cast<int64_t>(t) * Br + c, key = kv0 + warp * 16 + g + 8 * (i / 2);
+        float x = st[j][i] * scale_log2;
+        bool live = key_ok[i / 2];
+        if (a.causal && key > qi) live = false;
+        if (live && mask != nullptr && qi < Sq) x += mask[qi * a.mask_strides[2] + key * a.mask_strides[3]] * kLog2e;
+        const float p = live ? exp2f(x - lse2[c]) : 0.0f;
         st[j][i] = p;
         dpt[j][i] = p * (dpt[j][i] - Ds[c]) * scale;
       }
@@ -452,6 +484,7 @@ PETAL_UNROLL
       }
     __syncthreads();  // dS^T and stage t % 2 are rewritten by the next iteration
   }
+  ptx::cp_async_wait_all();  // no query tile at all (causal, keys past every query): drain the loads
 
 PETAL_UNROLL
   for (int r = 0; r < 2; ++r) {
@@ -522,7 +555,7 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 }  // namespace
 
 bool flash_attention_applies(const AttentionArgs& a) {
-  if (a.dtype != DType::bf16 && a.dtype != DType::f16) return false;
+  if (a.dtype != DType::bf16 && a.dtype != DType::f16) return false;  // the mask is then f32
   if (a.head_dim % 8 != 0 || a.head_dim > 128 || a.head_dim == 0) return false;
   if (!aligned_16(a.q) || !aligned_16(a.k) || !aligned_16(a.v) || !aligned_16(a.out)) return false;
   for (int i = 0; i < 3; ++i)

@@ -104,6 +104,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
 /// softmax(q k^T * scale) v on [B, H, S, Dh] operands (unit stride on Dh, any other strides);
 /// scale < 0 means 1/sqrt(Dh). Returns a contiguous [B, H, S_q, Dh] tensor.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = -1.0);
+/// The same with an optional attn_mask broadcastable to [B, H, S_q, S_kv] (bool: true takes
+/// part; floating: added to the scaled scores; no gradient flows to it) and is_causal (key j
+/// > query i excluded, PyTorch's top-left alignment). Rows with no key left give zeros.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                    bool is_causal = false, double scale = -1.0);
 /// Conv2d with kernel = stride = patch size: x [B, C, H, W], weight [D, C, P, P], bias [D]
 /// (may be undefined) -> tokens [B, (H/P)*(W/P), D].
 Tensor patch_embed(const Tensor& x, const Tensor& weight, const Tensor& bias);
