@@ -160,6 +160,33 @@ TEST_CASE("cross_entropy errors name the op, shapes and bad targets", "[cross_en
                     Catch::Contains("label_smoothing"));
 }
 
+TEST_CASE("cross_entropy with targets on the device checks them there, reported at the next synchronization",
+          "[cross_entropy]") {
+  for (const auto& dev : petal::testing::test_devices()) {
+    if (dev == "cpu") continue;
+    INFO(dev);
+    const Device d(dev);
+    Tensor x = random_input({5, 4}, 3, DType::f32, d);
+    // Valid targets with an ignored row: the same loss as with host targets, no error.
+    const std::vector<int64_t> good = {0, 3, -100, 2, 1};
+    Tensor t_host = tensor(good, {5});
+    Tensor t_dev = t_host.to(d);
+    petal::testing::check_close(cross_entropy(x, t_dev), cross_entropy(x, t_host), 1e-6, "device targets");
+    // An out-of-range target: no error at the call (nothing waits for the device), the error
+    // names the row at the next copy to the host, and the loss is NaN, not an out-of-bounds read.
+    Tensor bad = tensor(std::vector<int64_t>{0, 3, -100, 7, 1}, {5}).to(d);
+    Tensor loss = cross_entropy(x, bad);
+    CHECK_THROWS_WITH(loss.item(), Catch::Contains("cross_entropy: target[3] = 7") &&
+                                       Catch::Contains("4 classes") && Catch::Contains("next synchronization"));
+    // Reported once; the loss itself is NaN.
+    CHECK(std::isnan(loss.item()));
+    // Negative targets other than ignore_index too.
+    Tensor neg = tensor(std::vector<int64_t>{-3, 0, 1, 2, 3}, {5}).to(d);
+    Tensor l2 = cross_entropy(x, neg);
+    CHECK_THROWS_WITH(l2.to(kCPU), Catch::Contains("target[0] = -3"));
+  }
+}
+
 TEST_CASE("cross_entropy gradients", "[cross_entropy][grad]") {
   using V = std::vector<Tensor>;
   Tensor x = random_input({6, 5}, 90);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "deferred_checks.h"
 #include "internal.h"
 
 namespace petal {
@@ -385,6 +386,9 @@ Tensor& Tensor::copy_(const Tensor& src_in) {
     src = staged;
   }
   detail::backend_of(*this).copy(detail::to_view(*this), detail::to_view(src, shape()));
+  // A device-to-host copy is a synchronization: report what device-side checks found.
+  if (src_in.device() != device() && !src_in.device().is_cpu() && detail::has_deferred_checks())
+    detail::run_deferred_checks();
   return *this;
 }
 

@@ -47,6 +47,10 @@ void cross_entropy_forward_typed(stat_t<T>* loss, stat_t<T>* lse_out, const T* l
         loss[r] = 0;
         continue;
       }
+      if (t < 0 || t >= classes) {  // reported by core; never read outside the row
+        loss[r] = std::numeric_limits<stat_t<T>>::quiet_NaN();
+        continue;
+      }
       const double xt = static_cast<double>(load(x[t]));
       double l = lse - (1.0 - smoothing) * xt;
       if (smoothing > 0) l -= smoothing / static_cast<double>(classes) * sx;
@@ -69,6 +73,10 @@ void cross_entropy_backward_typed(T* grad, const stat_t<T>* grad_loss, const T* 
       const int64_t t = target[r];
       if (t == ignore_index) {
         for (int64_t c = 0; c < classes; ++c) g[c] = store<T>(C(0));
+        continue;
+      }
+      if (t < 0 || t >= classes) {
+        for (int64_t c = 0; c < classes; ++c) g[c] = store<T>(std::numeric_limits<C>::quiet_NaN());
         continue;
       }
       const C gl = static_cast<C>(grad_loss[r]), l = static_cast<C>(lse[r]);

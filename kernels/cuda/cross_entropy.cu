@@ -8,7 +8,9 @@
 // block_reduce calls (max, then the rescaled sums), alongside the plain sum of x.
 // Backward: elementwise over rows x classes (grid-stride), from the saved lse.
 // loss, lse and grad_loss are per-row values in the accumulator type (f64 for f64
-// logits, else f32). Rows whose target == ignore_index get loss 0 and a zero gradient.
+// logits, else f32). Rows whose target == ignore_index get loss 0 and a zero gradient; a
+// target outside [0, classes) gives NaN (loss and gradient row) without reading outside the
+// row: core/ops/cross_entropy.cpp reports it as an error.
 #include "kernels/cuda/cuda_backend.h"
 
 namespace petal::kernels::PETAL_CUDA_NS {
@@ -46,6 +48,9 @@ static __global__ void cross_entropy_forward_kernel(A* loss, A* lse_out, const T
       const int64_t t = target[r];
       if (t == ignore_index) {
         loss[r] = A(0);
+      } else if (t < 0 || t >= classes) {
+        // Out of range: core reports it at the next synchronization; never read past the row.
+        loss[r] = A(NAN);
       } else {
         A l = lse - (A(1) - smoothing) * A(to_acc(x[t]));
         if (smoothing > A(0)) l -= smoothing / A(classes) * sum_x;
@@ -65,7 +70,9 @@ static __global__ void cross_entropy_backward_kernel(T* grad, const A* grad_loss
     const int64_t r = i / classes, c = i - r * classes;
     const int64_t t = target[r];
     A g = A(0);
-    if (t != ignore_index) {
+    if (t != ignore_index && (t < 0 || t >= classes)) {
+      g = A(NAN);  // an out-of-range target (reported by core)
+    } else if (t != ignore_index) {
       const A q = c == t ? off + on : off;
       g = grad_loss[r] * (dmath::exp(A(to_acc(logits[i])) - lse[r]) - q);
     }
