@@ -100,6 +100,19 @@ struct SgdArgs {
   bool first_step = true;  // the momentum buffer is initialised from the gradient
 };
 
+/// One parameter of a multi-tensor optimizer update: its contiguous operands of n
+/// elements (the list shares one dtype) and its own step state; unused states are null.
+struct OptimizerTensor {
+  void* param = nullptr;
+  const void* grad = nullptr;
+  void* state0 = nullptr;  // exp_avg (AdamW) or momentum_buffer (SGD)
+  void* state1 = nullptr;  // exp_avg_sq (AdamW)
+  void* state2 = nullptr;  // max_exp_avg_sq (AdamW with amsgrad)
+  int64_t n = 0;
+  int64_t step = 1;         // AdamW: this parameter's step count (from 1)
+  bool first_step = false;  // SGD: the momentum buffer is initialised from the gradient
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -192,6 +205,12 @@ class Backend {
                             DType dtype, int64_t n, const AdamWArgs& args) = 0;
   virtual void sgd_update(void* param, const void* grad, void* momentum_buffer, DType dtype, int64_t n,
                           const SgdArgs& args) = 0;
+  /// The same updates over a list of parameters (host array of count entries) in one or a
+  /// few launches; args.step / args.first_step are taken from each entry instead.
+  virtual void adamw_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                         const AdamWArgs& args) = 0;
+  virtual void sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                       const SgdArgs& args) = 0;
 };
 
 /// The backend that owns memory of this device (throws petal::Error if unavailable).

@@ -3,6 +3,7 @@
 // formulas, and clip_grad_norm.
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "testing.h"
@@ -318,4 +319,65 @@ TEST_CASE("an optimizer built before Module::to keeps updating the moved paramet
     check_close(a->weight, b->weight.to(DType::f64), 1e-6, "moved weight");
     REQUIRE(opt_a.state_dict().tensors.at("state.0.momentum_buffer").device() == Device(dev));
   }
+}
+
+TEST_CASE("multi-tensor SGD and AdamW match the per-parameter path bit for bit", "[optim]") {
+  // Two groups, mixed dtypes in a group (the list splits per dtype), a non-contiguous
+  // parameter view (composed path), a parameter without gradient on some steps.
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto adamw = GENERATE(false, true);
+  Device d(dev);
+  INFO("device " << dev << (adamw ? " AdamW" : " SGD"));
+  auto make_params = [&] {
+    std::vector<Tensor> ps;
+    ps.push_back(random_input({33, 7}, 11, DType::f32, d).requires_grad_());
+    ps.push_back(random_input({5}, 12, DType::f32, d).requires_grad_());
+    ps.push_back(random_input({9}, 13, DType::f64, d).requires_grad_());
+    ps.push_back(random_input({20000}, 14, DType::f32, d).requires_grad_());
+    ps.push_back(random_input({6, 4}, 15, DType::f32, d).t().requires_grad_());  // a view leaf: composed path
+    return ps;
+  };
+  std::vector<Tensor> a = make_params(), b = make_params();
+  auto groups = [](const std::vector<Tensor>& ps) {
+    return std::vector<optim::ParamGroup>{optim::ParamGroup({ps[0], ps[1], ps[2]}, {{"lr", 0.05}}),
+                                          optim::ParamGroup({ps[3], ps[4]}, {{"weight_decay", 0.0}})};
+  };
+  std::unique_ptr<optim::Optimizer> multi, single;
+  if (adamw) {
+    optim::AdamWOptions o;
+    o.lr = 0.01;
+    o.amsgrad = true;
+    multi = std::make_unique<optim::AdamW>(groups(a), o);
+    o.multi_tensor = false;
+    single = std::make_unique<optim::AdamW>(groups(b), o);
+  } else {
+    optim::SGDOptions o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    o.weight_decay = 0.01;
+    o.nesterov = true;
+    multi = std::make_unique<optim::SGD>(groups(a), o);
+    o.multi_tensor = false;
+    single = std::make_unique<optim::SGD>(groups(b), o);
+  }
+  for (int t = 0; t < 4; ++t) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (i == 1 && t == 1) {  // no gradient this step
+        a[i].zero_grad();
+        b[i].zero_grad();
+        continue;
+      }
+      Tensor g = random_input(a[i].shape(), 100 + 10 * i + t, a[i].dtype(), d);
+      a[i].set_grad(g);
+      b[i].set_grad(g.clone());
+    }
+    multi->step();
+    single->step();
+    for (size_t i = 0; i < a.size(); ++i) {
+      INFO("parameter " << i << " step " << t);
+      CHECK(max(abs(sub(a[i].detach().to(kCPU, DType::f64), b[i].detach().to(kCPU, DType::f64)))).item<double>() ==
+            0.0);
+    }
+  }
+  CHECK(multi->state_dict().tensors.size() == single->state_dict().tensors.size());
 }

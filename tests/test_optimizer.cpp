@@ -2,7 +2,10 @@
 // torch.optim.AdamW / SGD written plainly here, over several steps with a fresh random
 // gradient each step, on every device, for f32/f64/bf16, odd sizes (1, 7, 1025: covers
 // the vectorized body and its scalar tail) and every option (amsgrad, momentum,
-// dampening, nesterov, weight decay); plus the op's error messages.
+// dampening, nesterov, weight decay); plus the op's error messages. The multi-tensor forms
+// (adamw_multi_tensor_step_, sgd_multi_tensor_step_) run on lists mixing sizes (one more
+// than a CPU chunk and one more than a CUDA chunk among them) and per-parameter step
+// counts, against the same references and bit for bit against the per-parameter kernels.
 #include <cmath>
 #include <vector>
 
@@ -151,4 +154,138 @@ TEST_CASE("optimizer step errors name the op and operand", "[optimizer]") {
                     Catch::Contains("sgd_step_") && Catch::Contains("contiguous"));
   Tensor pi = arange(int64_t(12)).reshape({4, 3});
   CHECK_THROWS_WITH(sgd_step_(pi, g, buf, 0.1, 0.0, 0.0, 0.0, false, true), Catch::Contains("sgd_step_"));
+}
+
+namespace {
+
+// Sizes of a multi-tensor list: tiny ones, vector tails, one past the CPU chunk (16384)
+// and one past the CUDA chunk (65536).
+const std::vector<int64_t> kListSizes = {1, 7, 1025, 16385, 3, 65537};
+
+std::vector<Tensor> zeros_list(DType dt, Device d) {
+  std::vector<Tensor> out;
+  for (int64_t n : kListSizes) out.push_back(zeros({n}, TensorOptions(dt, d)));
+  return out;
+}
+
+// Largest |a - b| over two lists (exact comparisons).
+double max_abs_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, max(abs(sub(a[i].to(kCPU, DType::f64), b[i].to(kCPU, DType::f64)))).item<double>());
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("adamw_multi_tensor_step_ follows torch.optim.AdamW and the per-parameter kernel", "[optimizer]") {
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
+  auto amsgrad = GENERATE(false, true);
+  Device d(dev);
+  INFO("dtype " << dtype_name(dt) << " amsgrad " << amsgrad << " on " << dev);
+  const double lr = 0.05, b1 = 0.8, b2 = 0.95, eps = 1e-6, wd = 0.1;
+  const size_t count = kListSizes.size();
+  std::vector<Tensor> params, single, m = zeros_list(dt, d), v = zeros_list(dt, d), vmax = zeros_list(dt, d),
+                                      m1 = zeros_list(dt, d), v1 = zeros_list(dt, d), vmax1 = zeros_list(dt, d);
+  std::vector<AdamWRef> refs;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t n = kListSizes[i];
+    params.push_back(random_input({n}, 500 + i, dt, d));
+    single.push_back(params.back().clone());
+    refs.push_back({values(params.back()), std::vector<double>(n, 0.0), std::vector<double>(n, 0.0),
+                    std::vector<double>(n, 0.0)});
+  }
+  // Parameter i starts at step i % 3 + 1 (as if it had missed steps): per-entry bias corrections.
+  std::vector<int64_t> steps(count);
+  for (size_t i = 0; i < count; ++i) steps[i] = static_cast<int64_t>(i % 3);
+  for (int t = 0; t < 3; ++t) {
+    std::vector<Tensor> grads;
+    for (size_t i = 0; i < count; ++i) {
+      ++steps[i];
+      grads.push_back(random_input({kListSizes[i]}, 600 + 10 * i + t, dt, d));
+      adamw_ref_step(refs[i], values(grads[i]), lr, b1, b2, eps, wd, steps[i], amsgrad);
+      adamw_step_(single[i], grads[i], m1[i], v1[i], vmax1[i], lr, b1, b2, eps, wd, steps[i], amsgrad);
+    }
+    adamw_multi_tensor_step_(params, grads, m, v, amsgrad ? vmax : std::vector<Tensor>{}, steps, lr, b1, b2, eps, wd,
+                             amsgrad);
+    for (size_t i = 0; i < count; ++i) {
+      INFO("tensor " << i << " (n " << kListSizes[i] << ") step " << steps[i]);
+      check_close(params[i], from_values(refs[i].p, {kListSizes[i]}), step_tol(dt), "param");
+      check_close(m[i], from_values(refs[i].m, {kListSizes[i]}), step_tol(dt), "exp_avg");
+      check_close(v[i], from_values(refs[i].v, {kListSizes[i]}), step_tol(dt), "exp_avg_sq");
+      if (amsgrad) check_close(vmax[i], from_values(refs[i].vmax, {kListSizes[i]}), step_tol(dt), "max_exp_avg_sq");
+    }
+    // The same element function as the per-parameter kernel: identical results.
+    CHECK(max_abs_diff(params, single) == 0.0);
+    CHECK(max_abs_diff(v, v1) == 0.0);
+  }
+}
+
+TEST_CASE("sgd_multi_tensor_step_ follows torch.optim.SGD and the per-parameter kernel", "[optimizer]") {
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::f32, DType::bf16);
+  struct Config {
+    double momentum, dampening, wd;
+    bool nesterov;
+  };
+  auto c = GENERATE(Config{0.0, 0.0, 0.05, false}, Config{0.9, 0.3, 0.01, false}, Config{0.8, 0.0, 0.02, true});
+  Device d(dev);
+  INFO("dtype " << dtype_name(dt) << " momentum " << c.momentum << " nesterov " << c.nesterov << " on " << dev);
+  const double lr = 0.1;
+  const size_t count = kListSizes.size();
+  std::vector<Tensor> params, single, bufs, bufs1;
+  std::vector<std::vector<double>> p, b;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t n = kListSizes[i];
+    params.push_back(random_input({n}, 700 + i, dt, d));
+    single.push_back(params.back().clone());
+    bufs.push_back(empty({n}, TensorOptions(dt, d)));
+    petal::testing::poison(bufs.back());  // the first step must overwrite it
+    bufs1.push_back(zeros({n}, TensorOptions(dt, d)));
+    p.push_back(values(params.back()));
+    b.push_back(std::vector<double>(n, 0.0));
+  }
+  // Parameter 1 joins one step late (its buffer is initialised then).
+  for (int t = 0; t < 3; ++t) {
+    std::vector<Tensor> list_p, list_g, list_b;
+    std::vector<bool> first;
+    for (size_t i = 0; i < count; ++i) {
+      const int start = i == 1 ? 1 : 0;
+      if (t < start) continue;
+      Tensor g = random_input({kListSizes[i]}, 800 + 10 * i + t, dt, d);
+      sgd_ref_step(p[i], b[i], values(g), lr, c.momentum, c.dampening, c.wd, c.nesterov, t == start);
+      sgd_step_(single[i], g, bufs1[i], lr, c.momentum, c.dampening, c.wd, c.nesterov, t == start);
+      list_p.push_back(params[i]);
+      list_g.push_back(g);
+      list_b.push_back(bufs[i]);
+      first.push_back(t == start);
+    }
+    sgd_multi_tensor_step_(list_p, list_g, list_b, first, lr, c.momentum, c.dampening, c.wd, c.nesterov);
+    for (size_t i = 0; i < count; ++i) {
+      INFO("tensor " << i << " (n " << kListSizes[i] << ") step " << t);
+      check_close(params[i], from_values(p[i], {kListSizes[i]}), step_tol(dt), "param");
+      if (c.momentum != 0 && !(i == 1 && t == 0))
+        check_close(bufs[i], from_values(b[i], {kListSizes[i]}), step_tol(dt), "momentum_buffer");
+    }
+    CHECK(max_abs_diff(params, single) == 0.0);
+  }
+}
+
+TEST_CASE("multi-tensor steps check their lists", "[optimizer]") {
+  Tensor p = random_input({4, 3}, 1, DType::f32), g = random_input({4, 3}, 2, DType::f32);
+  Tensor q = random_input({5}, 3, DType::f64), gq = random_input({5}, 4, DType::f64);
+  Tensor m = zeros({4, 3}), v = zeros({4, 3});
+  CHECK_THROWS_WITH(adamw_multi_tensor_step_({p}, {g}, {m}, {v}, {}, {1, 2}, 1e-3, 0.9, 0.999, 1e-8, 0.0, false),
+                    Catch::Contains("adamw_multi_tensor_step_") && Catch::Contains("step counts"));
+  CHECK_THROWS_WITH(adamw_multi_tensor_step_({p}, {g}, {m}, {v}, {}, {1}, 1e-3, 0.9, 0.999, 1e-8, 0.0, true),
+                    Catch::Contains("max_exp_avg_sq"));
+  CHECK_THROWS_WITH(adamw_multi_tensor_step_({p}, {g}, {m}, {v}, {}, {0}, 1e-3, 0.9, 0.999, 1e-8, 0.0, false),
+                    Catch::Contains("step counts from 1"));
+  CHECK_THROWS_WITH(sgd_multi_tensor_step_({p, q}, {g, gq}, {}, {}, 0.1, 0.0, 0.0, 0.0, false),
+                    Catch::Contains("sgd_multi_tensor_step_") && Catch::Contains("one dtype"));
+  CHECK_THROWS_WITH(sgd_multi_tensor_step_({p}, {g}, {}, {}, 0.1, 0.9, 0.0, 0.0, false),
+                    Catch::Contains("momentum buffers"));
+  Tensor gt = random_input({3, 4}, 5, DType::f32).t();
+  CHECK_THROWS_WITH(sgd_multi_tensor_step_({p}, {gt}, {}, {}, 0.1, 0.0, 0.0, 0.0, false),
+                    Catch::Contains("contiguous"));
 }

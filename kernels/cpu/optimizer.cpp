@@ -4,9 +4,12 @@
 // per-step scalars (bias corrections, step size) are computed once in double. Chunks
 // of the flat parameter go to OpenMP threads when it is large; the inner loops have no
 // branches on the data (amsgrad, momentum and nesterov are template parameters) so the
-// compiler vectorizes them for f32/f64.
+// compiler vectorizes them for f32/f64. The multi-tensor forms cut every parameter of a
+// list into chunks of kMultiTensorChunk elements and share the chunks of all parameters
+// out over the threads in one parallel region (small parameters no longer run alone).
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -87,6 +90,29 @@ void sgd_range(T* __restrict param, const T* __restrict grad, T* __restrict buff
   }
 }
 
+// A piece of one tensor of a multi-tensor list.
+struct Chunk {
+  int64_t tensor, begin, end;
+};
+constexpr int64_t kMultiTensorChunk = 16384;
+
+std::vector<Chunk> chunks_of(const OptimizerTensor* tensors, int64_t count) {
+  std::vector<Chunk> chunks;
+  for (int64_t t = 0; t < count; ++t)
+    for (int64_t b = 0; b < tensors[t].n; b += kMultiTensorChunk)
+      chunks.push_back({t, b, std::min(tensors[t].n, b + kMultiTensorChunk)});
+  return chunks;
+}
+
+// Runs f(chunk) for every chunk, in parallel once the list is large enough.
+template <typename F>
+void for_each_chunk(const std::vector<Chunk>& chunks, F&& f) {
+  const int64_t grain = std::max<int64_t>(1, kParallelGrain / kMultiTensorChunk);
+  parallel_for(static_cast<int64_t>(chunks.size()), grain, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) f(chunks[c]);
+  });
+}
+
 }  // namespace
 
 void CpuBackend::adamw_update(void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
@@ -134,6 +160,58 @@ void CpuBackend::sgd_update(void* param, const void* grad, void* momentum_buffer
         else
           sgd_range<T, 2, false>(p, g, buf, b, e, s);
       }
+    });
+  });
+}
+
+void CpuBackend::adamw_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                           const AdamWArgs& args) {
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = typename Acc<T>::type;
+    std::vector<AdamWScalars<A>> scalars;
+    scalars.reserve(static_cast<size_t>(count));
+    for (int64_t t = 0; t < count; ++t) {
+      AdamWArgs a = args;
+      a.step = tensors[t].step;
+      scalars.push_back(adamw_scalars<A>(a));
+    }
+    for_each_chunk(chunks_of(tensors, count), [&](const Chunk& c) {
+      const OptimizerTensor& t = tensors[c.tensor];
+      T* p = static_cast<T*>(t.param);
+      const T* g = static_cast<const T*>(t.grad);
+      T* m = static_cast<T*>(t.state0);
+      T* v = static_cast<T*>(t.state1);
+      T* vmax = static_cast<T*>(t.state2);
+      if (args.amsgrad)
+        adamw_range<T, true>(p, g, m, v, vmax, c.begin, c.end, scalars[c.tensor]);
+      else
+        adamw_range<T, false>(p, g, m, v, vmax, c.begin, c.end, scalars[c.tensor]);
+    });
+  });
+}
+
+void CpuBackend::sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                         const SgdArgs& args) {
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = typename Acc<T>::type;
+    const SgdScalars<A> s{static_cast<A>(args.lr), static_cast<A>(args.momentum),
+                          static_cast<A>(1.0 - args.dampening), static_cast<A>(args.weight_decay)};
+    for_each_chunk(chunks_of(tensors, count), [&](const Chunk& c) {
+      const OptimizerTensor& t = tensors[c.tensor];
+      T* p = static_cast<T*>(t.param);
+      const T* g = static_cast<const T*>(t.grad);
+      T* buf = static_cast<T*>(t.state0);
+      const int mode = args.momentum == 0.0 ? 0 : (t.first_step ? 1 : 2);
+      if (mode == 0)
+        sgd_range<T, 0, false>(p, g, buf, c.begin, c.end, s);
+      else if (mode == 1)
+        args.nesterov ? sgd_range<T, 1, true>(p, g, buf, c.begin, c.end, s)
+                      : sgd_range<T, 1, false>(p, g, buf, c.begin, c.end, s);
+      else
+        args.nesterov ? sgd_range<T, 2, true>(p, g, buf, c.begin, c.end, s)
+                      : sgd_range<T, 2, false>(p, g, buf, c.begin, c.end, s);
     });
   });
 }

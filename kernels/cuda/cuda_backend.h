@@ -71,6 +71,10 @@ class CudaBackend final : public Backend {
                     int64_t n, const AdamWArgs& args) override;
   void sgd_update(void* param, const void* grad, void* momentum_buffer, DType dtype, int64_t n,
                   const SgdArgs& args) override;
+  void adamw_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                 const AdamWArgs& args) override;
+  void sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                               const SgdArgs& args) override;
 
  private:
   /// Makes this backend's GPU current and returns its compute stream.

@@ -4,7 +4,14 @@
 // f32/bf16/f16, double for f64); the per-step scalars (bias corrections, step size) are
 // computed once in double on the host. When every pointer is 16-byte aligned, each thread
 // moves Vector<T> (16 bytes) per operand per iteration and a scalar loop finishes the tail.
+// The multi-tensor forms take a list of parameters: the host cuts each into chunks of
+// kMultiTensorChunk elements, copies one table of per-tensor entries (pointers, size,
+// per-tensor scalars) and one of chunks into a device buffer, and one launch runs a block
+// per chunk (more launches only past kMaxChunksPerLaunch chunks); the buffer is freed in
+// stream order after the launches.
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "kernels/cuda/cuda_backend.h"
 
@@ -158,6 +165,173 @@ static void launch_sgd(T* param, const T* grad, T* buffer, int64_t n, const SgdA
                  vectorized);
 }
 
+// ------------------------------------------------------------------ multi-tensor lists
+
+constexpr int64_t kMultiTensorChunk = 65536;  // elements per block (a multiple of every Vector<T>::kSize)
+constexpr int64_t kMaxChunksPerLaunch = 65535;
+
+// One tensor of the device-side list.
+template <typename T, typename A>
+struct MultiTensorEntry {
+  T* param;
+  const T* grad;
+  T* state0;
+  T* state1;
+  T* state2;
+  int64_t n;
+  AdamWScalars<A> adamw;  // this tensor's AdamW scalars (its own step count)
+  int32_t first_step;     // SGD: buffer initialised from the gradient
+  int32_t vectorized;     // every operand is 16-byte aligned
+};
+
+struct MultiTensorChunk {
+  int64_t tensor;
+  int64_t begin;
+};
+
+template <typename T, typename A, bool kAmsgrad>
+static __global__ void adamw_multi_tensor_kernel(const MultiTensorEntry<T, A>* entries,
+                                                 const MultiTensorChunk* chunks) {
+  const MultiTensorChunk c = chunks[blockIdx.x];
+  const MultiTensorEntry<T, A> e = entries[c.tensor];
+  const int64_t end = c.begin + kMultiTensorChunk < e.n ? c.begin + kMultiTensorChunk : e.n;
+  constexpr int kVec = Vector<T>::kSize;
+  int64_t scalar_begin = c.begin;
+  if (e.vectorized) {
+    const int64_t nvec = (end - c.begin) / kVec;
+    for (int64_t j = threadIdx.x; j < nvec; j += blockDim.x) {
+      const int64_t i = c.begin + j * kVec;
+      Vector<T> p = load_vector(e.param + i), g = load_vector(e.grad + i), m = load_vector(e.state0 + i),
+                v = load_vector(e.state1 + i), vm{};
+      if constexpr (kAmsgrad) vm = load_vector(e.state2 + i);
+PETAL_UNROLL
+      for (int k = 0; k < kVec; ++k) adamw_element<T, A, kAmsgrad>(p.v[k], g.v[k], m.v[k], v.v[k], vm.v[k], e.adamw);
+      store_vector(e.param + i, p);
+      store_vector(e.state0 + i, m);
+      store_vector(e.state1 + i, v);
+      if constexpr (kAmsgrad) store_vector(e.state2 + i, vm);
+    }
+    scalar_begin = c.begin + nvec * kVec;
+  }
+  for (int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+    T unused{};
+    adamw_element<T, A, kAmsgrad>(e.param[i], e.grad[i], e.state0[i], e.state1[i], kAmsgrad ? e.state2[i] : unused,
+                                  e.adamw);
+  }
+}
+
+// One chunk of an SGD entry (kMomentum as in sgd_element).
+template <typename T, typename A, int kMomentum>
+__device__ inline void sgd_chunk(const MultiTensorEntry<T, A>& e, int64_t begin, int64_t end, const SgdScalars<A>& s,
+                                 bool nesterov) {
+  constexpr int kVec = Vector<T>::kSize;
+  int64_t scalar_begin = begin;
+  if (e.vectorized) {
+    const int64_t nvec = (end - begin) / kVec;
+    for (int64_t j = threadIdx.x; j < nvec; j += blockDim.x) {
+      const int64_t i = begin + j * kVec;
+      Vector<T> p = load_vector(e.param + i), g = load_vector(e.grad + i), b{};
+      if constexpr (kMomentum == 2) b = load_vector(e.state0 + i);
+PETAL_UNROLL
+      for (int k = 0; k < kVec; ++k) sgd_element<T, A, kMomentum>(p.v[k], g.v[k], b.v[k], s, nesterov);
+      store_vector(e.param + i, p);
+      if constexpr (kMomentum != 0) store_vector(e.state0 + i, b);
+    }
+    scalar_begin = begin + nvec * kVec;
+  }
+  for (int64_t i = scalar_begin + threadIdx.x; i < end; i += blockDim.x) {
+    T unused{};
+    sgd_element<T, A, kMomentum>(e.param[i], e.grad[i], kMomentum != 0 ? e.state0[i] : unused, s, nesterov);
+  }
+}
+
+template <typename T, typename A, bool kMomentum>
+static __global__ void sgd_multi_tensor_kernel(const MultiTensorEntry<T, A>* entries, const MultiTensorChunk* chunks,
+                                               SgdScalars<A> s, bool nesterov) {
+  const MultiTensorChunk c = chunks[blockIdx.x];
+  const MultiTensorEntry<T, A> e = entries[c.tensor];
+  const int64_t end = c.begin + kMultiTensorChunk < e.n ? c.begin + kMultiTensorChunk : e.n;
+  if constexpr (!kMomentum)
+    sgd_chunk<T, A, 0>(e, c.begin, end, s, nesterov);
+  else if (e.first_step)
+    sgd_chunk<T, A, 1>(e, c.begin, end, s, nesterov);
+  else
+    sgd_chunk<T, A, 2>(e, c.begin, end, s, nesterov);
+}
+
+template <typename A>
+static AdamWScalars<A> adamw_scalars(const AdamWArgs& a) {
+  const double t = static_cast<double>(a.step);
+  const double bias_correction1 = 1.0 - std::pow(a.beta1, t);
+  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(a.beta2, t));
+  return AdamWScalars<A>{static_cast<A>(1.0 - a.lr * a.weight_decay),
+                         static_cast<A>(a.beta1),
+                         static_cast<A>(1.0 - a.beta1),
+                         static_cast<A>(a.beta2),
+                         static_cast<A>(1.0 - a.beta2),
+                         static_cast<A>(a.lr / bias_correction1),
+                         static_cast<A>(1.0 / bias_correction2_sqrt),
+                         static_cast<A>(a.eps)};
+}
+
+// The device copy of a list: entries then chunks in one buffer, freed in stream order.
+template <typename T, typename A>
+class DeviceTensorList {
+ public:
+  DeviceTensorList(CudaBackend& backend, const OptimizerTensor* tensors, int64_t count, const AdamWArgs* adamw)
+      : backend_(backend) {
+    std::vector<MultiTensorEntry<T, A>> entries(static_cast<size_t>(count));
+    std::vector<MultiTensorChunk> chunks;
+    for (int64_t t = 0; t < count; ++t) {
+      const OptimizerTensor& o = tensors[t];
+      MultiTensorEntry<T, A>& e = entries[static_cast<size_t>(t)];
+      std::memset(&e, 0, sizeof(e));  // padding too: the whole buffer is defined on the device
+      e.param = static_cast<T*>(o.param);
+      e.grad = static_cast<const T*>(o.grad);
+      e.state0 = static_cast<T*>(o.state0);
+      e.state1 = static_cast<T*>(o.state1);
+      e.state2 = static_cast<T*>(o.state2);
+      e.n = o.n;
+      if (adamw != nullptr) {
+        AdamWArgs a = *adamw;
+        a.step = o.step;
+        e.adamw = adamw_scalars<A>(a);
+      }
+      e.first_step = o.first_step ? 1 : 0;
+      e.vectorized = vector_aligned({o.param, o.grad, o.state0, o.state1, o.state2}) ? 1 : 0;
+      for (int64_t b = 0; b < o.n; b += kMultiTensorChunk) chunks.push_back({t, b});
+    }
+    chunk_count_ = static_cast<int64_t>(chunks.size());
+    if (chunk_count_ == 0) return;
+    const size_t entry_bytes = (entries.size() * sizeof(MultiTensorEntry<T, A>) + 15) / 16 * 16;
+    const size_t chunk_bytes = chunks.size() * sizeof(MultiTensorChunk);
+    std::vector<unsigned char> host(entry_bytes + chunk_bytes, 0);
+    std::memcpy(host.data(), entries.data(), entries.size() * sizeof(MultiTensorEntry<T, A>));
+    std::memcpy(host.data() + entry_bytes, chunks.data(), chunk_bytes);
+    buffer_ = backend_.allocate(host.size());
+    backend_.copy_from_host(buffer_, host.data(), host.size());
+    entries_ = static_cast<const MultiTensorEntry<T, A>*>(buffer_);
+    chunks_ = reinterpret_cast<const MultiTensorChunk*>(static_cast<unsigned char*>(buffer_) + entry_bytes);
+  }
+  ~DeviceTensorList() { backend_.deallocate(buffer_); }
+  DeviceTensorList(const DeviceTensorList&) = delete;
+  DeviceTensorList& operator=(const DeviceTensorList&) = delete;
+
+  /// Calls launch(entries, chunks, blocks) for each run of at most kMaxChunksPerLaunch chunks.
+  template <typename F>
+  void for_each_launch(F&& launch) const {
+    for (int64_t c = 0; c < chunk_count_; c += kMaxChunksPerLaunch)
+      launch(entries_, chunks_ + c, static_cast<unsigned>(std::min(kMaxChunksPerLaunch, chunk_count_ - c)));
+  }
+
+ private:
+  CudaBackend& backend_;
+  void* buffer_ = nullptr;
+  const MultiTensorEntry<T, A>* entries_ = nullptr;
+  const MultiTensorChunk* chunks_ = nullptr;
+  int64_t chunk_count_ = 0;
+};
+
 }  // namespace
 
 void CudaBackend::adamw_update(void* param, const void* grad, void* exp_avg, void* exp_avg_sq, void* max_exp_avg_sq,
@@ -179,6 +353,44 @@ void CudaBackend::sgd_update(void* param, const void* grad, void* momentum_buffe
     using T = typename decltype(tag)::type;
     launch_sgd<T, acc_t<T>>(static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(momentum_buffer), n,
                             args, stream);
+  });
+}
+
+void CudaBackend::adamw_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                            const AdamWArgs& args) {
+  if (count == 0) return;
+  Stream stream = activate();
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = acc_t<T>;
+    const DeviceTensorList<T, A> list(*this, tensors, count, &args);
+    list.for_each_launch([&](const MultiTensorEntry<T, A>* entries, const MultiTensorChunk* chunks, unsigned blocks) {
+      if (args.amsgrad)
+        PETAL_LAUNCH((adamw_multi_tensor_kernel<T, A, true>), blocks, kBlockSize, 0, stream, entries, chunks);
+      else
+        PETAL_LAUNCH((adamw_multi_tensor_kernel<T, A, false>), blocks, kBlockSize, 0, stream, entries, chunks);
+    });
+  });
+}
+
+void CudaBackend::sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
+                                          const SgdArgs& args) {
+  if (count == 0) return;
+  Stream stream = activate();
+  dispatch_floating(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = acc_t<T>;
+    const SgdScalars<A> s{static_cast<A>(args.lr), static_cast<A>(args.momentum),
+                          static_cast<A>(1.0 - args.dampening), static_cast<A>(args.weight_decay)};
+    const DeviceTensorList<T, A> list(*this, tensors, count, nullptr);
+    list.for_each_launch([&](const MultiTensorEntry<T, A>* entries, const MultiTensorChunk* chunks, unsigned blocks) {
+      if (args.momentum == 0.0)
+        PETAL_LAUNCH((sgd_multi_tensor_kernel<T, A, false>), blocks, kBlockSize, 0, stream, entries, chunks, s,
+                     args.nesterov);
+      else
+        PETAL_LAUNCH((sgd_multi_tensor_kernel<T, A, true>), blocks, kBlockSize, 0, stream, entries, chunks, s,
+                     args.nesterov);
+    });
   });
 }
 

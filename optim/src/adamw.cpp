@@ -1,6 +1,7 @@
-// AdamW step (torch.optim.AdamW semantics, see the header) under NoGradGuard. A contiguous
-// floating parameter whose gradient has its dtype and device goes through the fused
-// adamw_step_ kernel (states kept contiguous in the parameter's dtype); anything else
+// AdamW step (torch.optim.AdamW semantics, see the header) under NoGradGuard. Contiguous
+// floating parameters whose gradients have their dtype and device go through the fused
+// kernels (states kept contiguous in the parameter's dtype): one multi-tensor launch per
+// group and (dtype, device) run, or adamw_step_ per parameter; anything else
 // (a non-contiguous parameter view) takes the composed path of core ops. Bias
 // corrections are computed in double on the host per parameter.
 #include <petal/optim/adamw.h>
@@ -40,9 +41,17 @@ static Tensor& contiguous_state(std::map<std::string, Tensor>& states, const std
 }
 
 AdamW::AdamW(std::vector<Tensor> params, const AdamWOptions& o)
-    : Optimizer({ParamGroup(std::move(params))}, adamw_defaults(o), "AdamW") {}
+    : Optimizer({ParamGroup(std::move(params))}, adamw_defaults(o), "AdamW"), multi_tensor_(o.multi_tensor) {}
 AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o)
-    : Optimizer(std::move(groups), adamw_defaults(o), "AdamW") {}
+    : Optimizer(std::move(groups), adamw_defaults(o), "AdamW"), multi_tensor_(o.multi_tensor) {}
+
+namespace {
+// Operands of one multi-tensor launch (one dtype and device).
+struct AdamWList {
+  std::vector<Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
+  std::vector<int64_t> steps;
+};
+}  // namespace
 
 void AdamW::step() {
   NoGradGuard ng;
@@ -51,6 +60,13 @@ void AdamW::step() {
     const double lr = group.get("lr"), beta1 = group.get("beta1"), beta2 = group.get("beta2"),
                  eps = group.get("eps"), weight_decay = group.get("weight_decay");
     const bool amsgrad = group.get("amsgrad") != 0.0;
+    AdamWList list;
+    auto flush = [&] {
+      if (list.params.empty()) return;
+      adamw_multi_tensor_step_(list.params, list.grads, list.exp_avgs, list.exp_avg_sqs, list.max_exp_avg_sqs,
+                               list.steps, lr, beta1, beta2, eps, weight_decay, amsgrad);
+      list = AdamWList();
+    };
     for (auto& p : group.params) {
       const size_t i = flat++;
       Tensor grad = p.grad();
@@ -70,7 +86,19 @@ void AdamW::step() {
         Tensor& v = contiguous_state(s.tensors, "exp_avg_sq", param);
         Tensor none;
         Tensor& vmax = amsgrad ? contiguous_state(s.tensors, "max_exp_avg_sq", param) : none;
-        adamw_step_(param, grad.contiguous(), m, v, vmax, lr, beta1, beta2, eps, weight_decay, s.step, amsgrad);
+        if (!multi_tensor_) {
+          adamw_step_(param, grad.contiguous(), m, v, vmax, lr, beta1, beta2, eps, weight_decay, s.step, amsgrad);
+          continue;
+        }
+        if (!list.params.empty() &&
+            (list.params[0].dtype() != param.dtype() || list.params[0].device() != param.device()))
+          flush();
+        list.params.push_back(param);
+        list.grads.push_back(grad.contiguous());
+        list.exp_avgs.push_back(m);
+        list.exp_avg_sqs.push_back(v);
+        list.max_exp_avg_sqs.push_back(vmax);
+        list.steps.push_back(s.step);
         continue;
       }
       Tensor& m = s.tensors["exp_avg"];
@@ -91,6 +119,7 @@ void AdamW::step() {
       Tensor denom = add(div(sqrt(second), bias_correction2_sqrt), eps);
       param.add_(div(m, denom), -lr / bias_correction1);
     }
+    flush();
   }
 }
 

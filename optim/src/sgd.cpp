@@ -1,6 +1,7 @@
-// SGD step (torch.optim.SGD semantics, see the header) under NoGradGuard. A contiguous
-// floating parameter whose gradient has its dtype and device goes through the fused
-// sgd_step_ kernel (momentum buffer kept contiguous in the parameter's dtype); anything
+// SGD step (torch.optim.SGD semantics, see the header) under NoGradGuard. Contiguous
+// floating parameters whose gradients have their dtype and device go through the fused
+// kernels (momentum buffers kept contiguous in the parameter's dtype): one multi-tensor
+// launch per group and (dtype, device) run, or sgd_step_ per parameter; anything
 // else (a non-contiguous parameter view) takes the composed path of core ops.
 // Parameters without a gradient are skipped.
 #include <petal/optim/sgd.h>
@@ -24,8 +25,17 @@ static std::map<std::string, double> sgd_defaults(const SGDOptions& o) {
 }
 
 SGD::SGD(std::vector<Tensor> params, const SGDOptions& o)
-    : Optimizer({ParamGroup(std::move(params))}, sgd_defaults(o), "SGD") {}
-SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& o) : Optimizer(std::move(groups), sgd_defaults(o), "SGD") {}
+    : Optimizer({ParamGroup(std::move(params))}, sgd_defaults(o), "SGD"), multi_tensor_(o.multi_tensor) {}
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& o)
+    : Optimizer(std::move(groups), sgd_defaults(o), "SGD"), multi_tensor_(o.multi_tensor) {}
+
+namespace {
+// Operands of one multi-tensor launch (one dtype and device).
+struct SgdList {
+  std::vector<Tensor> params, grads, buffers;
+  std::vector<bool> first_steps;
+};
+}  // namespace
 
 void SGD::step() {
   NoGradGuard ng;
@@ -34,6 +44,13 @@ void SGD::step() {
     const double lr = group.get("lr"), momentum = group.get("momentum"), dampening = group.get("dampening"),
                  weight_decay = group.get("weight_decay");
     const bool nesterov = group.get("nesterov") != 0.0;
+    SgdList list;
+    auto flush = [&] {
+      if (list.params.empty()) return;
+      sgd_multi_tensor_step_(list.params, list.grads, list.buffers, list.first_steps, lr, momentum, dampening,
+                             weight_decay, nesterov);
+      list = SgdList();
+    };
     for (auto& p : group.params) {
       const size_t i = flat++;
       Tensor grad = p.grad();
@@ -55,7 +72,17 @@ void SGD::step() {
             it->second = it->second.to(param.dtype()).contiguous();
           buffer = &it->second;
         }
-        sgd_step_(param, grad.contiguous(), *buffer, lr, momentum, dampening, weight_decay, nesterov, first_step);
+        if (!multi_tensor_) {
+          sgd_step_(param, grad.contiguous(), *buffer, lr, momentum, dampening, weight_decay, nesterov, first_step);
+          continue;
+        }
+        if (!list.params.empty() &&
+            (list.params[0].dtype() != param.dtype() || list.params[0].device() != param.device()))
+          flush();
+        list.params.push_back(param);
+        list.grads.push_back(grad.contiguous());
+        list.buffers.push_back(*buffer);
+        list.first_steps.push_back(first_step);
         continue;
       }
       Tensor d = grad;
@@ -75,6 +102,7 @@ void SGD::step() {
       Tensor target = p.detach();
       target.add_(d, -lr);
     }
+    flush();
   }
 }
 

@@ -118,6 +118,18 @@ void adamw_step_(Tensor& param, const Tensor& grad, Tensor& exp_avg, Tensor& exp
                  double lr, double beta1, double beta2, double eps, double weight_decay, int64_t step, bool amsgrad);
 void sgd_step_(Tensor& param, const Tensor& grad, Tensor& momentum_buffer, double lr, double momentum,
                double dampening, double weight_decay, bool nesterov, bool first_step);
+/// Multi-tensor AdamW step: the rule above on every parameter of a list (one dtype and
+/// device; each operand contiguous) in one or a few launches; steps[i] is parameter i's
+/// step count; max_exp_avg_sqs may be empty without amsgrad.
+void adamw_multi_tensor_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                              const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                              const std::vector<Tensor>& max_exp_avg_sqs, const std::vector<int64_t>& steps, double lr,
+                              double beta1, double beta2, double eps, double weight_decay, bool amsgrad);
+/// Multi-tensor SGD step over a list (momentum_buffers may be empty when momentum == 0;
+/// first_steps[i]: buffer i is initialised from its gradient).
+void sgd_multi_tensor_step_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                            const std::vector<Tensor>& momentum_buffers, const std::vector<bool>& first_steps,
+                            double lr, double momentum, double dampening, double weight_decay, bool nesterov);
 
 // ---- operators
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

@@ -15,6 +15,9 @@ struct AdamWOptions {
   double eps = 1e-8;
   double weight_decay = 1e-2;
   bool amsgrad = false;
+  /// Update a group's parameters with one multi-tensor launch (per dtype and device);
+  /// false: one fused launch per parameter. Not a group option (not in state_dict).
+  bool multi_tensor = true;
 };
 
 /// Group options: "lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad" (0 or 1).
@@ -24,6 +27,9 @@ class AdamW : public Optimizer {
   AdamW(std::vector<Tensor> params, const AdamWOptions& options);
   AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults);
   void step() override;
+
+ private:
+  bool multi_tensor_;
 };
 
 }  // namespace petal::optim

@@ -8,9 +8,10 @@
 //   scalars["state.<i>.step"]    per-parameter step counts (where the rule keeps one)
 //   scalars["param_groups.<g>.<option>"]  every hyper-parameter of group g
 //   scalars["param_groups.<g>.num_params"]  checked on load
-// SGD and AdamW update each contiguous parameter with one fused kernel (adamw_step_ /
-// sgd_step_ in core/ops/optimizer.cpp); non-contiguous parameter views fall back to
-// core ops under NoGradGuard.
+// SGD and AdamW update the contiguous parameters of a group with one multi-tensor launch
+// (adamw_multi_tensor_step_ / sgd_multi_tensor_step_ in core/ops/optimizer.cpp), or one
+// fused kernel per parameter with multi_tensor = false; non-contiguous parameter views
+// fall back to core ops under NoGradGuard.
 #pragma once
 #include <cstdint>
 #include <map>

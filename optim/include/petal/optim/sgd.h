@@ -14,6 +14,9 @@ struct SGDOptions {
   double dampening = 0.0;
   double weight_decay = 0.0;
   bool nesterov = false;
+  /// Update a group's parameters with one multi-tensor launch (per dtype and device);
+  /// false: one fused launch per parameter. Not a group option (not in state_dict).
+  bool multi_tensor = true;
 };
 
 /// Group options: "lr", "momentum", "dampening", "weight_decay", "nesterov" (0 or 1).
@@ -23,6 +26,9 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, const SGDOptions& options);
   SGD(std::vector<ParamGroup> groups, const SGDOptions& defaults);
   void step() override;
+
+ private:
+  bool multi_tensor_;
 };
 
 }  // namespace petal::optim
