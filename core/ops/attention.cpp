@@ -7,6 +7,7 @@
 // Masks: a bool attn_mask becomes an additive 0 / -inf mask, a floating one is cast to the
 // statistics dtype; either is expanded (zero strides) to [B, H, S_q, S_kv] and read in place
 // by the kernels, which also apply is_causal themselves.
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -57,8 +58,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   return scaled_dot_product_attention(q, k, v, Tensor(), false, scale);
 }
 
-Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& attn_mask,
+Tensor scaled_dot_product_attention(const Tensor& q_arg, const Tensor& k_arg, const Tensor& v_arg, const Tensor& attn_mask,
                                     bool is_causal, double scale) {
+  const std::vector<Tensor> cast = autocast_inputs(kOp, {q_arg, k_arg, v_arg});  // compute dtype (autocast.h)
+  const Tensor &q_in = cast[0], &k_in = cast[1], &v_in = cast[2];
   detail::check_defined(kOp, q_in);
   detail::check_defined(kOp, k_in);
   detail::check_defined(kOp, v_in);

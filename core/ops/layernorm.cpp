@@ -2,6 +2,7 @@
 // contiguous and seen as [rows, D]; the fused kernel writes y and saves the per-row mean
 // and rstd (f64 for f64 inputs, else f32), which the backward kernel reuses to produce
 // dx and (when weight/bias take part) dweight/dbias in one call.
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -21,8 +22,10 @@ Tensor contiguous_as(const Tensor& t, DType dtype) {
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg, double eps) {
   const char* op = "layer_norm";
+  const std::vector<Tensor> cast = autocast_inputs(op, {x_arg, weight_arg, bias_arg});  // compute dtype (autocast.h)
+  const Tensor &x_in = cast[0], &weight = cast[1], &bias = cast[2];
   detail::check_defined(op, x_in);
   detail::check_floating(op, x_in);
   PETAL_CHECK(x_in.dim() >= 1, "layer_norm: input must have at least one dim, got a scalar");

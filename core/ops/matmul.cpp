@@ -6,6 +6,7 @@
 // coalesced so that one GEMM call covers as many matrices as one batch stride can reach;
 // a 2-D right operand folds all of the left operand's batch into the GEMM's m dimension.
 // Backward: dA = dC B^T, dB = A^T dC, each summed over broadcast batch dims (sum_to).
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -162,8 +163,10 @@ Tensor transpose_last(const Tensor& t) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_arg, const Tensor& b_arg) {
   const char* op = "matmul";
+  const std::vector<Tensor> cast = autocast_inputs(op, {a_arg, b_arg});  // compute dtype (autocast.h)
+  const Tensor &a = cast[0], &b = cast[1];
   detail::check_defined(op, a);
   detail::check_defined(op, b);
   const Shape& as = a.shape();

@@ -5,6 +5,7 @@
 // pre-filling the output with it and running with beta = 1.
 // Backward from dy [B*L, D]: dpatches = dy W (GEMM) folded back into dx by patch_fold,
 // dW = dy^T patches (GEMM over all B*L tokens), dbias = sum of dy over tokens.
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -37,8 +38,10 @@ void gemm_contiguous(const Tensor& a, bool trans_a, const Tensor& b, bool trans_
 
 }  // namespace
 
-Tensor patch_embed(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+Tensor patch_embed(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg) {
   const char* op = "patch_embed";
+  const std::vector<Tensor> cast = autocast_inputs(op, {x_arg, weight_arg, bias_arg});  // compute dtype (autocast.h)
+  const Tensor &x_in = cast[0], &weight_in = cast[1], &bias_in = cast[2];
   detail::check_defined(op, x_in);
   detail::check_defined(op, weight_in);
   detail::check_floating(op, x_in);

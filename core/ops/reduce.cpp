@@ -3,6 +3,7 @@
 // view so kept dims come first and reduced dims last (no copy) and hands it to the
 // backend's reduce kernel, which writes one contiguous element per kept position.
 // Dtypes follow PyTorch: sums of integers/bools are int64, mean/var need floating inputs.
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -129,7 +130,9 @@ Tensor arg_extremum(const char* op, ReduceOp rop, const Tensor& x, int64_t dim, 
 
 Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
+Tensor sum(const Tensor& x_arg, const std::vector<int64_t>& dims_in, bool keepdim) {
+  const std::vector<Tensor> cast = autocast_inputs("sum", {x_arg});  // compute dtype (autocast.h)
+  const Tensor& x = cast[0];
   detail::check_defined("sum", x);
   std::vector<int64_t> dims = reduce_dims("sum", x, dims_in);
   Tensor out = reduce_kernel(ReduceOp::Sum, x, dims, keepdim, sum_dtype(x.dtype()));
@@ -141,7 +144,9 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
 
 Tensor mean(const Tensor& x) { return mean(x, {}, false); }
 
-Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
+Tensor mean(const Tensor& x_arg, const std::vector<int64_t>& dims_in, bool keepdim) {
+  const std::vector<Tensor> cast = autocast_inputs("mean", {x_arg});  // compute dtype (autocast.h)
+  const Tensor& x = cast[0];
   detail::check_defined("mean", x);
   detail::check_floating("mean", x);
   std::vector<int64_t> dims = reduce_dims("mean", x, dims_in);
@@ -174,7 +179,9 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
   return arg_extremum("argmin", ReduceOp::ArgMin, x, dim, keepdim);
 }
 
-Tensor var(const Tensor& x, const std::vector<int64_t>& dims_in, int64_t correction, bool keepdim) {
+Tensor var(const Tensor& x_arg, const std::vector<int64_t>& dims_in, int64_t correction, bool keepdim) {
+  const std::vector<Tensor> cast = autocast_inputs("var", {x_arg});  // compute dtype (autocast.h)
+  const Tensor& x = cast[0];
   detail::check_defined("var", x);
   detail::check_floating("var", x);
   PETAL_CHECK(correction >= 0, "var: correction must be non-negative, got ", correction);

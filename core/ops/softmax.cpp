@@ -2,6 +2,7 @@
 // moved last (a view) and made contiguous, so the kernel always sees [rows, cols] rows;
 // the result is the kernel's buffer viewed back in the input's dim order. Backward runs
 // the softmax_backward kernel on the saved output in the same layout.
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -36,7 +37,9 @@ Tensor permuted(const Tensor& t, const std::vector<int64_t>& p) {
   return detail::make_view(t, s, st, t.storage_offset());
 }
 
-Tensor softmax_impl(const char* op, const Tensor& x, int64_t dim_in, bool log) {
+Tensor softmax_impl(const char* op, const Tensor& x_arg, int64_t dim_in, bool log) {
+  const std::vector<Tensor> cast = autocast_inputs(op, {x_arg});  // compute dtype (autocast.h)
+  const Tensor& x = cast[0];
   detail::check_defined(op, x);
   detail::check_floating(op, x);
   const int64_t dim = detail::wrap_dim(op, dim_in, x.dim());

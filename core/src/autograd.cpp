@@ -3,6 +3,7 @@
 // before it runs; nodes run once all their consumers have delivered (dependency counts).
 // Leaves' grad-ready hooks run inside AccumulateGrad; callbacks queued during a pass run
 // after its last node (DistributedDataParallel waits for its all-reduces there).
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -99,7 +100,13 @@ void queue_callback(std::function<void()> fn) {
 
 void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn) {
   if (!needs_grad(inputs)) return;
-  auto node = std::make_shared<FunctionNode>(op_name, std::move(fn));
+  // A rule sees its gradient in its output's dtype: in mixed-precision graphs (autocast) a
+  // bf16 output can feed an f32 consumer whose backward hands back an f32 gradient.
+  const DType out_dtype = output.dtype();
+  auto node = std::make_shared<FunctionNode>(op_name, [fn = std::move(fn), out_dtype](const Tensor& g) {
+    const bool convert = g.defined() && g.dtype() != out_dtype && is_floating(g.dtype()) && is_floating(out_dtype);
+    return fn(convert ? g.to(out_dtype) : g);
+  });
   node->next.reserve(inputs.size());
   for (const auto& t : inputs) node->next.push_back(edge_for(t));
   output.impl()->grad_fn = node;
@@ -108,6 +115,7 @@ void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inpu
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   NoGradGuard ng;  // backward rules build no graph (no double backward)
+  AutocastDisabledGuard no_autocast;  // rules run in the dtypes their forward recorded
   std::vector<std::function<void()>> callbacks;
   struct CallbackScope {
     std::vector<std::function<void()>>* prev;

@@ -33,7 +33,8 @@ int64_t shape_numel(const Shape& shape);
 /// A new tensor sharing t's storage with the given geometry (no autograd).
 Tensor make_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
 
-/// Throws if t takes part in autograd while grad mode is on (in-place ops).
+/// Throws if t takes part in autograd while grad mode is on (in-place ops); called before
+/// every in-place write, it also drops autocast's cached casts of t's storage.
 void check_inplace(const char* op, const Tensor& t);
 
 }  // namespace petal::detail

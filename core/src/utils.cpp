@@ -1,6 +1,7 @@
 // Implementation of the internal helpers in internal.h.
 #include <algorithm>
 
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 
 #include "internal.h"
@@ -94,6 +95,7 @@ void check_inplace(const char* op, const Tensor& t) {
   PETAL_CHECK(!(grad_enabled() && t.requires_grad()), op,
               ": in-place operation on a tensor that requires grad (shape ", shape_str(t.shape()),
               "); use an out-of-place op or wrap it in NoGradGuard");
+  autocast_forget_storage(t.impl()->storage.get());  // a cached low-precision copy is stale now
 }
 
 }  // namespace petal::detail

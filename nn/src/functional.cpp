@@ -2,6 +2,7 @@
 // in errors; the math follows the PyTorch definitions documented in the header.
 #include <petal/nn/functional.h>
 
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
@@ -9,7 +10,10 @@
 
 namespace petal::nn::functional {
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg) {
+  // Cast before weight.t(): autocast caches casts of parameters (leaves), not of views.
+  const std::vector<Tensor> cast = autocast_inputs("linear", {x_arg, weight_arg, bias_arg});
+  const Tensor &x = cast[0], &weight = cast[1], &bias = cast[2];
   PETAL_CHECK(x.defined() && weight.defined(), "linear: undefined input or weight");
   PETAL_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", shape_str(weight.shape()));
   PETAL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()),

@@ -1,6 +1,7 @@
 // The whole public API of petal in one include.
 #pragma once
 #include <petal/atomic_file.h>
+#include <petal/autocast.h>
 #include <petal/autograd.h>
 #include <petal/device.h>
 #include <petal/distributed.h>
