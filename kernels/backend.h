@@ -219,6 +219,15 @@ Backend& backend_for(const Device& device);
 // Backend constructors; the cuda/sim ones return nullptr when not built/available.
 Backend* cpu_backend();
 Backend* cuda_backend(int index);
+
+/// What the CUDA backend plugin (libpetal_cuda) exports through petal_cuda_plugin_v1():
+/// libpetal checks `abi` and then calls through the table.
+constexpr int kCudaPluginAbi = 1;
+struct CudaPlugin {
+  int abi;
+  int (*device_count)();
+  Backend* (*backend)(int index);
+};
 Backend* sim_backend();
 
 }  // namespace petal::kernels

@@ -1,8 +1,9 @@
-// CudaBackend memory methods and the registration of the backends: cuda_backend(i) and
-// petal::cuda::{is_available, device_count} in the CUDA build, sim_backend() in the
-// simulator build. Memory and copies go through the runtime layer (runtime.h), which
-// on CUDA allocates from the device's stream-ordered pool and stages host copies
-// through pinned buffers.
+// CudaBackend memory methods and the registration of the backends: the CUDA plugin's
+// entry point petal_cuda_plugin_v1 (device count and one backend per GPU; libpetal's
+// kernels/plugin/cuda_plugin.cpp loads it) in the CUDA build, sim_backend() in the
+// simulator build. Memory and copies go through the runtime layer (runtime.h), which on
+// CUDA allocates from the device's stream-ordered pool and stages host copies through
+// pinned buffers.
 #include <memory>
 #include <mutex>
 #include <set>
@@ -93,26 +94,28 @@ Backend* sim_backend() {
 
 #else
 
-namespace petal {
-namespace kernels {
-Backend* cuda_backend(int index) {
-  // One backend per GPU, created once; never destroyed, so tensors that outlive static
-  // destruction can still free their memory.
-  static std::vector<cuda_impl::CudaBackend*>* backends = [] {
-    auto* v = new std::vector<cuda_impl::CudaBackend*>();
-    const int n = cuda_impl::rt_device_count();
-    for (int i = 0; i < n; ++i) v->push_back(new cuda_impl::CudaBackend(i));
+namespace {
+// One backend per GPU, created once; never destroyed, so tensors that outlive static
+// destruction can still free their memory.
+petal::kernels::Backend* plugin_backend(int index) {
+  using petal::kernels::cuda_impl::CudaBackend;
+  static std::vector<CudaBackend*>* backends = [] {
+    auto* v = new std::vector<CudaBackend*>();
+    const int n = petal::kernels::cuda_impl::rt_device_count();
+    for (int i = 0; i < n; ++i) v->push_back(new CudaBackend(i));
     return v;
   }();
   if (index < 0 || index >= static_cast<int>(backends->size())) return nullptr;
   return (*backends)[static_cast<size_t>(index)];
 }
-}  // namespace kernels
+int plugin_device_count() { return petal::kernels::cuda_impl::rt_device_count(); }
+}  // namespace
 
-namespace cuda {
-int device_count() { return kernels::cuda_impl::rt_device_count(); }
-bool is_available() { return device_count() > 0; }
-}  // namespace cuda
-}  // namespace petal
+/// The plugin's one exported entry (kernels/plugin/cuda_plugin.cpp loads it with dlopen/dlsym).
+extern "C" __attribute__((visibility("default"))) const petal::kernels::CudaPlugin* petal_cuda_plugin_v1() {
+  static const petal::kernels::CudaPlugin plugin{petal::kernels::kCudaPluginAbi, &plugin_device_count,
+                                                 &plugin_backend};
+  return &plugin;
+}
 
 #endif

@@ -1,0 +1,16 @@
+# ctest cuda:libpetal_needs_no_cuda_library: libpetal (-DLIB=<path>) must not list a CUDA
+# library among its DT_NEEDED entries: the CUDA backend is the plugin libpetal_cuda.
+execute_process(COMMAND readelf -d "${LIB}" OUTPUT_VARIABLE dynamic RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "readelf -d ${LIB} failed (${rc})")
+endif()
+string(REGEX MATCHALL "NEEDED\\)[^\n]*" needed "${dynamic}")
+message(STATUS "${LIB}:\n${needed}")
+if(NOT needed)
+  message(FATAL_ERROR "no NEEDED entries read from ${LIB}")
+endif()
+foreach(entry IN LISTS needed)
+  if(entry MATCHES "libcuda|libcudart|libcublas|libnvrtc|libcudnn|libnccl")
+    message(FATAL_ERROR "libpetal needs a CUDA library: ${entry}")
+  endif()
+endforeach()
