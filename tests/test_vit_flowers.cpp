@@ -215,3 +215,28 @@ TEST_CASE("vit_flowers refuses bad resumes, bad weights and non-finite predictio
                     Catch::Contains(unrelated) && Catch::Contains("only 0 of the model's") &&
                         Catch::Contains("encoder.layer.0.weight"));
 }
+
+TEST_CASE("vit_flowers --amp bf16 trains the synthetic flowers to f32's accuracy band", "[vit_flowers][e2e][autocast]") {
+  // The same run (data, seed, schedule) in f32 and with bf16 autocast: both learn, and
+  // the bf16 run lands in the f32 run's band (bf16 rounding perturbs the trajectory).
+  TempOut out;
+  vit_flowers::TrainConfig config = tiny_config(out.path);
+  config.epochs = 8;
+  config.amp = "off";
+  std::ostringstream log32, log16;
+  vit_flowers::TrainResult f32 = vit_flowers::train(config, log32);
+  config.out_dir = out.path + "/amp";
+  config.amp = "bf16";
+  vit_flowers::TrainResult bf16 = vit_flowers::train(config, log16);
+  INFO("f32 run:\n" << log32.str() << "bf16 run:\n" << log16.str());
+  CHECK(log16.str().find("bf16 autocast") != std::string::npos);
+  REQUIRE(bf16.history.size() == 8);
+  for (const auto& e : bf16.history) REQUIRE(std::isfinite(e.train_loss));
+  CHECK(bf16.history.back().train_loss < 0.75 * bf16.history.front().train_loss);
+  CHECK(bf16.best_val_acc >= 0.45);
+  CHECK(std::fabs(bf16.best_val_acc - f32.best_val_acc) <= 0.15);
+  CHECK(std::fabs(bf16.history.back().train_loss - f32.history.back().train_loss) <=
+        0.25 * f32.history.back().train_loss + 0.05);
+  config.amp = "fp8";
+  CHECK_THROWS_WITH(vit_flowers::train(config, log16), Catch::Contains("--amp"));
+}

@@ -50,6 +50,7 @@ in a few minutes on a 2-core CPU):
   --weights FILE         pretrained timm vit_*_patch16_224 safetensors
   --freeze-layers        train only the classifier head
   --device D             cpu | sim | cuda[:N] | auto (cuda if usable)    [cpu]
+  --amp M                off | bf16 | auto: bf16 autocast, f32 weights    [auto: bf16 on cuda only]
   --workers N            data loader threads                              [2]
   --max-image-pixels N   refuse images of more pixels (decompression bombs); 0 = no limit [89478485]
   --out DIR              checkpoints, class_indices.json, generated data  [runs/vit_flowers]
@@ -175,6 +176,7 @@ int cmd_train(const Args& a) {
   c.weights = a.str("weights", "");
   c.freeze_layers = a.flags.count("freeze-layers") != 0;
   c.device = a.str("device", c.device);
+  c.amp = a.str("amp", c.amp);
   c.workers = static_cast<int>(a.i64("workers", c.workers));
   c.max_image_pixels = a.i64("max-image-pixels", c.max_image_pixels);
   c.out_dir = a.str("out", c.out_dir);
@@ -237,7 +239,7 @@ int main(int argc, char** argv) {
                              {"data", "synthetic", "synthetic-size", "synthetic-format", "model", "img-size", "patch-size", "width", "depth",
                               "heads", "drop-path", "epochs", "batch-size", "optimizer", "lr", "lrf", "momentum",
                               "weight-decay", "warmup-epochs", "label-smoothing", "clip-grad", "min-crop-scale",
-                              "val-ratio", "weights", "device", "workers", "out", "resume", "seed", "max-image-pixels"},
+                              "val-ratio", "weights", "device", "amp", "workers", "out", "resume", "seed", "max-image-pixels"},
                              {"freeze-layers", "quiet", "distributed"}));
     }
     if (cmd == "predict") {

@@ -85,7 +85,7 @@ struct PassStats {
 
 PassStats run_pass(nn::Module& model, const data::DataLoader& loader, int64_t epoch, const nn::CrossEntropyLoss& criterion,
                    optim::Optimizer* optimizer, optim::LambdaLR* per_step_schedule, double clip_grad, Device device,
-                   Progress& progress) {
+                   Progress& progress, bool amp = false) {
   const bool training = optimizer != nullptr;
   model.train(training);
   std::unique_ptr<NoGradGuard> no_grad;
@@ -95,8 +95,12 @@ PassStats run_pass(nn::Module& model, const data::DataLoader& loader, int64_t ep
   auto pass = loader.epoch(epoch);
   while (auto batch = pass.next()) {
     Tensor images = batch->images.to(device), labels = batch->labels.to(device);
-    Tensor logits = model.forward(images);
-    Tensor loss = criterion(logits, labels);
+    Tensor logits, loss;
+    {
+      autocast mixed(device, DType::bf16, amp);  // --amp: bf16 GEMMs, f32 master weights (autocast.h)
+      logits = model.forward(images);
+      loss = criterion(logits, labels);
+    }
     const double loss_value = loss.item();
     PETAL_CHECK(std::isfinite(loss_value), "training stopped: non-finite loss ", loss_value, " at epoch ", epoch,
                 ", step ", step, " (lower --lr or set --clip-grad)");
@@ -334,6 +338,9 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
   std::ostream& log = main_rank ? log_main : null_log;
   Device device = resolve_device(config.device);
   if (config.distributed && device.is_cuda()) device = Device(DeviceType::CUDA, distributed::local_rank());
+  PETAL_CHECK(config.amp == "off" || config.amp == "bf16" || config.amp == "auto",
+              "vit_flowers: --amp must be off, bf16 or auto, got '", config.amp, "'");
+  const bool amp = config.amp == "bf16" || (config.amp == "auto" && device.is_cuda());
   PETAL_CHECK(config.epochs > 0 && config.batch_size > 0, "vit_flowers: --epochs and --batch-size must be positive");
   data::ImageFolderOptions folder_options;
   folder_options.max_image_pixels = config.max_image_pixels;
@@ -414,7 +421,7 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
   log << "model " << full_preset_name(config.model) << ": img " << mc.img_size << ", patch " << mc.patch_size << ", width "
       << mc.width << ", depth " << mc.depth << ", heads " << mc.heads << ", " << model.num_patches() << " patches, "
       << model.num_parameters() << " parameters (" << model.num_parameters(true) << " trainable) on " << device.str()
-      << "\n";
+      << (amp ? ", bf16 autocast" : "") << "\n";
 
   // ---- optimiser and schedule
   std::vector<std::pair<std::string, Tensor>> trainable;
@@ -513,10 +520,10 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
     st.lr = optimizer->param_groups()[0].lr();
     Progress train_progress(log, config.progress, "[train epoch " + std::to_string(epoch) + "]", nb);
     PassStats tr = run_pass(trained, train_loader, epoch, criterion, optimizer.get(), per_step ? &schedule : nullptr,
-                            config.clip_grad, device, train_progress);
+                            config.clip_grad, device, train_progress, amp);
     if (!per_step) schedule.step();
     Progress val_progress(log, config.progress, "[valid epoch " + std::to_string(epoch) + "]", val_loader.num_batches());
-    PassStats va = run_pass(trained, val_loader, 0, criterion, nullptr, nullptr, 0.0, device, val_progress);
+    PassStats va = run_pass(trained, val_loader, 0, criterion, nullptr, nullptr, 0.0, device, val_progress, amp);
     st.train_loss = tr.loss;
     st.train_acc = tr.acc;
     st.val_loss = va.loss;
