@@ -335,7 +335,10 @@ inline unsigned tiles(int64_t n, int tile) { return static_cast<unsigned>((n + t
 template <typename T, typename A, int kMaxDh>
 static void launch_attention_forward(const AttentionArgs& a, Stream stream) {
   using Tl = AttentionTiles<A>;
-  constexpr int Br = Tl::kFwdRows, Bc = Tl::kFwdCols;
+  // Half the query rows at head dims up to 128 for float accumulators: twice the lanes per
+  // row, half the output registers per lane (32 rows spill on sm_80 there).
+  constexpr int Br = kMaxDh > 64 && std::is_same_v<A, float> ? Tl::kFwdRows / 2 : Tl::kFwdRows;
+  constexpr int Bc = Tl::kFwdCols;
   const int64_t ld = a.head_dim + 1;
   const size_t smem = static_cast<size_t>((Br + 2 * Bc) * ld + Br * (Bc + 1)) * sizeof(A);
   const dim3 grid(tiles(a.seq_q, Br), static_cast<unsigned>(a.batch * a.heads));
