@@ -154,6 +154,27 @@ TEST_CASE("layer_norm parameter gradients with more rows than backward blocks", 
   check_close(b.grad(), ref.dbias, -1, "dbias");
 }
 
+TEST_CASE("layer_norm backward: register-tiled partial sums at every width, and wide rows", "[layernorm]") {
+  // Widths that take each register tile of the CUDA backward (1, 2, 4, 8 columns per thread)
+  // and the global-memory fallback (more than 8 columns per thread of a 256-thread block).
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const Device d(dev);
+  uint64_t seed = 500;
+  for (int64_t cols : {200, 300, 700, 1500, 2100}) {
+    const int64_t rows = 3;
+    INFO("cols " << cols << " on " << dev);
+    Tensor x = random_input({rows, cols}, seed++, DType::f32, d).requires_grad_();
+    Tensor w = random_input({cols}, seed++, DType::f32, d).requires_grad_();
+    Tensor b = random_input({cols}, seed++, DType::f32, d).requires_grad_();
+    Tensor dy = random_input({rows, cols}, seed++, DType::f32, d);
+    const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-5);
+    layer_norm(x, w, b).backward(dy);
+    check_close(x.grad(), ref.dx, -1, "dx");
+    check_close(w.grad(), ref.dweight, -1, "dweight");
+    check_close(b.grad(), ref.dbias, -1, "dbias");
+  }
+}
+
 TEST_CASE("layer_norm errors name the op and shapes", "[layernorm]") {
   Tensor x = random_input({2, 3}, 1, DType::f32);
   CHECK_THROWS_WITH(layer_norm(x, random_input({4}, 2, DType::f32), Tensor()),
