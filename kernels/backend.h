@@ -222,12 +222,16 @@ Backend* cuda_backend(int index);
 
 /// What the CUDA backend plugin (libpetal_cuda) exports through petal_cuda_plugin_v1():
 /// libpetal checks `abi` and then calls through the table.
-constexpr int kCudaPluginAbi = 1;
+constexpr int kCudaPluginAbi = 2;
 struct CudaPlugin {
   int abi;
   int (*device_count)();
   Backend* (*backend)(int index);
+  void (*set_allow_tf32)(bool allow);  // float32 GEMMs on TF32 tensor cores
 };
+/// Hands the float32 matmul precision (set_float32_matmul_precision) to the CUDA backend,
+/// when it is loaded (it also reads the setting when it loads); a no-op without CUDA.
+void cuda_apply_matmul_precision(bool allow_tf32);
 Backend* sim_backend();
 
 }  // namespace petal::kernels

@@ -3,6 +3,10 @@
 #include <petal/error.h>
 
 #include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
 
 #include "kernels/backend.h"
 
@@ -38,6 +42,35 @@ std::string Device::str() const {
 namespace sim {
 bool is_available() { return kernels::sim_backend() != nullptr; }
 }  // namespace sim
+
+namespace {
+std::mutex& precision_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::string& precision_value() {
+  static std::string value = [] {
+    const char* env = std::getenv("PETAL_CUDA_TF32");
+    return std::string(env != nullptr && *env != '\0' && std::strcmp(env, "0") != 0 ? "high" : "highest");
+  }();
+  return value;
+}
+}  // namespace
+
+void set_float32_matmul_precision(const std::string& precision) {
+  PETAL_CHECK(precision == "highest" || precision == "high" || precision == "medium",
+              "set_float32_matmul_precision: expected \"highest\", \"high\" or \"medium\", got \"", precision, "\"");
+  {
+    std::lock_guard<std::mutex> lock(precision_mutex());
+    precision_value() = precision;
+  }
+  kernels::cuda_apply_matmul_precision(precision != "highest");
+}
+
+std::string float32_matmul_precision() {
+  std::lock_guard<std::mutex> lock(precision_mutex());
+  return precision_value();
+}
 
 namespace kernels {
 

@@ -114,7 +114,7 @@ int plugin_device_count() { return petal::kernels::cuda_impl::rt_device_count();
 /// The plugin's one exported entry (kernels/plugin/cuda_plugin.cpp loads it with dlopen/dlsym).
 extern "C" __attribute__((visibility("default"))) const petal::kernels::CudaPlugin* petal_cuda_plugin_v1() {
   static const petal::kernels::CudaPlugin plugin{petal::kernels::kCudaPluginAbi, &plugin_device_count,
-                                                 &plugin_backend};
+                                                 &plugin_backend, &petal::kernels::cuda_impl::rt_set_allow_tf32};
   return &plugin;
 }
 

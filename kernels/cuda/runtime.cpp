@@ -18,7 +18,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -317,33 +319,58 @@ void make_layout(LtLayout& l, cudaDataType_t type, uint64_t rows, uint64_t cols,
   }
 }
 
-/// cuBLASLt path; false when cuBLASLt offers no algorithm (the caller falls back to cuBLAS).
-bool gemm_lt(DeviceState& s, const GemmArgs& g) {
-  const cudaDataType_t type = cuda_type(g.dtype);
-  const size_t es = dtype_size(g.dtype);
-  const ColMajor cm = col_major(g);
-  const cublasComputeType_t compute =
-      (g.dtype == DType::f32 && rt_allow_tf32()) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-
+/// What a cuBLASLt plan depends on: the problem (dtype, transposes, sizes, leading
+/// dimensions, batch and strides), the operands' alignment and the TF32 policy, never the
+/// pointers themselves.
+struct LtKey {
+  int64_t v[16];
+  bool operator==(const LtKey& o) const { return std::memcmp(v, o.v, sizeof(v)) == 0; }
+};
+struct LtKeyHash {
+  size_t operator()(const LtKey& k) const {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int64_t x : k.v) h = (h ^ static_cast<uint64_t>(x)) * 0x100000001b3ull;
+    return static_cast<size_t>(h);
+  }
+};
+/// Descriptors, layouts and the chosen algorithm of one GEMM problem, built once.
+struct LtPlan {
   LtMatmulDesc desc;
-  CUBLAS_CHECK("gemm", cublasLtMatmulDescCreate(&desc.d, compute, CUDA_R_32F));
-  CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &cm.op_a, sizeof(cm.op_a)));
-  CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &cm.op_b, sizeof(cm.op_b)));
-
   LtLayout la, lb, lc;
-  make_layout(la, type, cm.a_rows, cm.a_cols, g.ldb, g.batch, g.stride_b);
-  make_layout(lb, type, cm.b_rows, cm.b_cols, g.lda, g.batch, g.stride_a);
-  make_layout(lc, type, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m), g.ldc, g.batch, g.stride_c);
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  bool has_algorithm = false;  // false: cuBLASLt has none, the caller falls back to cuBLAS
+};
+/// Plans kept per device (bounded: a workload has a handful of GEMM shapes).
+constexpr size_t kMaxLtPlans = 4096;
+std::unordered_map<LtKey, std::unique_ptr<LtPlan>, LtKeyHash>& lt_plans(DeviceState& s) {
+  static std::mutex m;
+  static std::unordered_map<const DeviceState*, std::unordered_map<LtKey, std::unique_ptr<LtPlan>, LtKeyHash>> all;
+  std::lock_guard<std::mutex> lock(m);
+  return all[&s];
+}
+
+/// Builds the plan of one problem: descriptors, layouts, preference and the heuristic's
+/// best algorithm.
+std::unique_ptr<LtPlan> make_lt_plan(DeviceState& s, const GemmArgs& g, bool tf32, uint32_t align_a,
+                                     uint32_t align_b, uint32_t align_c) {
+  auto plan = std::make_unique<LtPlan>();
+  const cudaDataType_t type = cuda_type(g.dtype);
+  const ColMajor cm = col_major(g);
+  const cublasComputeType_t compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  CUBLAS_CHECK("gemm", cublasLtMatmulDescCreate(&plan->desc.d, compute, CUDA_R_32F));
+  CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &cm.op_a,
+                                                      sizeof(cm.op_a)));
+  CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &cm.op_b,
+                                                      sizeof(cm.op_b)));
+  make_layout(plan->la, type, cm.a_rows, cm.a_cols, g.ldb, g.batch, g.stride_b);
+  make_layout(plan->lb, type, cm.b_rows, cm.b_cols, g.lda, g.batch, g.stride_a);
+  make_layout(plan->lc, type, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m), g.ldc, g.batch, g.stride_c);
 
   LtPreference pref;
   CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceCreate(&pref.d));
   uint64_t ws = kLtWorkspaceBytes;
   CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                             sizeof(ws)));
-  const bool batched = g.batch > 1;
-  uint32_t align_a = alignment_of(g.b, g.stride_b * static_cast<int64_t>(es), batched);
-  uint32_t align_b = alignment_of(g.a, g.stride_a * static_cast<int64_t>(es), batched);
-  uint32_t align_c = alignment_of(g.c, g.stride_c * static_cast<int64_t>(es), batched);
   CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
                                                             &align_a, sizeof(align_a)));
   CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -352,19 +379,42 @@ bool gemm_lt(DeviceState& s, const GemmArgs& g) {
                                                             &align_c, sizeof(align_c)));
   CUBLAS_CHECK("gemm", cublasLtMatmulPreferenceSetAttribute(pref.d, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
                                                             &align_c, sizeof(align_c)));
-
-  cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   // No algorithm for this problem is reported as CUBLAS_STATUS_NOT_SUPPORTED, as found == 0,
   // or as a failed heuristic.state: all three mean "fall back to cuBLAS", not an error.
-  const cublasStatus_t searched =
-      cublasLtMatmulAlgoGetHeuristic(s.lt, desc.d, la.d, lb.d, lc.d, lc.d, pref.d, 1, &heuristic, &found);
-  if (searched == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) return false;
+  const cublasStatus_t searched = cublasLtMatmulAlgoGetHeuristic(s.lt, plan->desc.d, plan->la.d, plan->lb.d,
+                                                                 plan->lc.d, plan->lc.d, pref.d, 1, &plan->heuristic,
+                                                                 &found);
+  if (searched == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) return plan;
   CUBLAS_CHECK("gemm", searched);
-  if (heuristic.state != CUBLAS_STATUS_SUCCESS) return false;
+  plan->has_algorithm = plan->heuristic.state == CUBLAS_STATUS_SUCCESS;
+  return plan;
+}
+
+/// cuBLASLt path, through the plan cached for the problem; false when cuBLASLt offers no
+/// algorithm (the caller falls back to cuBLAS). Called under the device's blas_mutex.
+bool gemm_lt(DeviceState& s, const GemmArgs& g) {
+  const size_t es = dtype_size(g.dtype);
+  const bool tf32 = g.dtype == DType::f32 && rt_allow_tf32();
+  const bool batched = g.batch > 1;
+  const uint32_t align_a = alignment_of(g.b, g.stride_b * static_cast<int64_t>(es), batched);
+  const uint32_t align_b = alignment_of(g.a, g.stride_a * static_cast<int64_t>(es), batched);
+  const uint32_t align_c = alignment_of(g.c, g.stride_c * static_cast<int64_t>(es), batched);
+  const LtKey key{{static_cast<int64_t>(g.dtype), g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch,
+                   g.stride_a, g.stride_b, g.stride_c, align_a, align_b,
+                   static_cast<int64_t>(align_c) * 2 + (tf32 ? 1 : 0)}};
+  auto& plans = lt_plans(s);
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    if (plans.size() >= kMaxLtPlans) plans.clear();
+    it = plans.emplace(key, make_lt_plan(s, g, tf32, align_a, align_b, align_c)).first;
+  }
+  const LtPlan& plan = *it->second;
+  if (!plan.has_algorithm) return false;
   const float alpha = static_cast<float>(g.alpha), beta = static_cast<float>(g.beta);
-  CUBLAS_CHECK("gemm", cublasLtMatmul(s.lt, desc.d, &alpha, g.b, la.d, g.a, lb.d, &beta, g.c, lc.d, g.c, lc.d,
-                                      &heuristic.algo, s.lt_workspace, kLtWorkspaceBytes, s.stream));
+  CUBLAS_CHECK("gemm", cublasLtMatmul(s.lt, plan.desc.d, &alpha, g.b, plan.la.d, g.a, plan.lb.d, &beta, g.c,
+                                      plan.lc.d, g.c, plan.lc.d, &plan.heuristic.algo, s.lt_workspace,
+                                      kLtWorkspaceBytes, s.stream));
   return true;
 }
 

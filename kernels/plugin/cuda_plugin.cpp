@@ -71,6 +71,7 @@ LoadedPlugin load() {
     return result;
   }
   result.table = table;
+  table->set_allow_tf32(float32_matmul_precision() != "highest");
   return result;  // the handle stays open for the life of the process
 }
 
@@ -90,6 +91,11 @@ bool is_available() { return device_count() > 0; }
 }  // namespace cuda
 
 namespace kernels {
+void cuda_apply_matmul_precision(bool allow_tf32) {
+  const LoadedPlugin& p = plugin();
+  if (p.table != nullptr) p.table->set_allow_tf32(allow_tf32);
+}
+
 Backend* cuda_backend(int index) {
   const LoadedPlugin& p = plugin();
   PETAL_CHECK(p.table != nullptr, "device 'cuda:", index, "' is not available: ", p.error);

@@ -10,5 +10,6 @@ int device_count() { return 0; }
 }  // namespace cuda
 namespace kernels {
 Backend* cuda_backend(int) { return nullptr; }
+void cuda_apply_matmul_precision(bool) {}
 }  // namespace kernels
 }  // namespace petal

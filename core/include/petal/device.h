@@ -38,6 +38,13 @@ bool is_available();
 int device_count();
 }  // namespace cuda
 
+/// Precision of float32 matrix multiplies on CUDA, as torch.set_float32_matmul_precision:
+/// "highest" (full f32, the default) or "high" / "medium" (TF32 tensor cores allowed). The
+/// CPU and sim backends always compute in full f32. PETAL_CUDA_TF32=1 makes "high" the default.
+void set_float32_matmul_precision(const std::string& precision);
+/// The current float32 matmul precision: "highest", "high" or "medium".
+std::string float32_matmul_precision();
+
 namespace sim {
 /// True when this build contains the SIMT simulator backend.
 bool is_available();
