@@ -439,6 +439,15 @@ unsigned shuffle_source(WarpOp op, unsigned lane, int param, int width) {
   return in_range ? static_cast<unsigned>(j) : lane;
 }
 
+/// Two lanes of warp w that disagree about a warp intrinsic: names both, their calls and masks.
+void fail_mismatch(Block& b, unsigned w, const Thread& lead, const Thread& t) {
+  std::ostringstream os;
+  os << "warp intrinsic mismatch in warp " << w << ": " << thread_name(lead) << " (lane " << lead.lane << ") "
+     << describe_wait(lead) << " but " << thread_name(t) << " (lane " << t.lane << ") " << describe_wait(t)
+     << " (all lanes named in a mask must call the same intrinsic with the same mask)";
+  fail(b, os.str());
+}
+
 /// Tries to complete the group of lanes of warp w that wait with `mask`: when every live lane
 /// named in mask has arrived, computes each lane's result and makes them runnable (except
 /// `caller`, which is running). Returns true when the group completed. Mismatches are failures.
@@ -465,11 +474,7 @@ bool try_complete(Block& b, unsigned w, const Thread& owner, const Thread* calle
     const Thread& t = lanes[l];
     if (t.mask != mask || t.op != lead.op ||
         (t.op == WarpOp::Matrix && std::strcmp(t.op_name, lead.op_name) != 0)) {
-      std::ostringstream os;
-      os << "warp intrinsic mismatch in warp " << w << ": " << thread_name(lead) << " (lane " << lead.lane << ") "
-         << describe_wait(lead) << " but " << thread_name(t) << " (lane " << t.lane << ") " << describe_wait(t)
-         << " (all lanes named in a mask must call the same intrinsic with the same mask)";
-      fail(b, os.str());
+      fail_mismatch(b, w, lead, t);
       return false;
     }
   }
@@ -479,11 +484,7 @@ bool try_complete(Block& b, unsigned w, const Thread& owner, const Thread* calle
     if (!((warp.waiting & ~required) >> l & 1u)) continue;
     const Thread& t = lanes[l];
     if ((t.mask & required) == 0) continue;
-    std::ostringstream os;
-    os << "warp intrinsic mismatch in warp " << w << ": " << thread_name(lead) << " (lane " << lead.lane << ") "
-       << describe_wait(lead) << " but " << thread_name(t) << " (lane " << t.lane << ") " << describe_wait(t)
-       << " (all lanes named in a mask must call the same intrinsic with the same mask)";
-    fail(b, os.str());
+    fail_mismatch(b, w, lead, t);
     return false;
   }
   // Race detection: each lane acquires what every lane of the group released on arrival.
