@@ -203,13 +203,23 @@ constexpr int64_t kTargetBlocks = 512;
 constexpr int64_t kMinChunkPerThread = 64;
 constexpr int64_t kMinChunkPerBlock = 4096;
 
-/// Device scratch for the partial states of a split reduction, freed in stream order.
-struct PartialBuffer {
-  void* p = nullptr;
-  explicit PartialBuffer(size_t bytes) : p(rt_malloc(bytes)) {}
-  ~PartialBuffer() { rt_free(p); }
-  PartialBuffer(const PartialBuffer&) = delete;
-  PartialBuffer& operator=(const PartialBuffer&) = delete;
+/// A split of the reduced range into `used` chunks of `chunk` elements (the last may be
+/// shorter), with device scratch for the chunks' partial states, freed in stream order.
+struct Split {
+  int64_t chunk;
+  int used;
+  void* p;
+  Split(int64_t R, int64_t splits, int64_t outputs, size_t state_bytes)
+      : chunk((R + splits - 1) / splits),
+        used(static_cast<int>((R + chunk - 1) / chunk)),
+        p(rt_malloc(static_cast<size_t>(used) * static_cast<size_t>(outputs) * state_bytes)) {}
+  ~Split() { rt_free(p); }
+  Split(const Split&) = delete;
+  Split& operator=(const Split&) = delete;
+  template <typename State>
+  State* partial() const {
+    return static_cast<State*>(p);
+  }
 };
 
 // Coalesced group of dims [begin, end) of v as a one-view offset calculator.
@@ -250,14 +260,11 @@ static void launch_reduce(const View& out, const View& in, int reduced_dims, Str
     const int64_t splits =
         std::min<int64_t>({(kTargetBlocks + blocks - 1) / blocks, R / kMinChunkPerThread, 65535});
     if (splits >= 2) {
-      const int64_t chunk = (R + splits - 1) / splits;
-      const int used = static_cast<int>((R + chunk - 1) / chunk);
-      PartialBuffer partial(static_cast<size_t>(used) * static_cast<size_t>(outputs) * sizeof(State));
-      auto* p = static_cast<State*>(partial.p);
-      PETAL_LAUNCH((reduce_thread_split_kernel<Op, T, A, State>), dim3(blocks, static_cast<unsigned>(used)),
-                   kBlockSize, 0, stream, kept, red, outputs, R, chunk, x, p);
+      const Split split(R, splits, outputs, sizeof(State));
+      PETAL_LAUNCH((reduce_thread_split_kernel<Op, T, A, State>), dim3(blocks, static_cast<unsigned>(split.used)),
+                   kBlockSize, 0, stream, kept, red, outputs, R, split.chunk, x, split.partial<State>());
       PETAL_LAUNCH((reduce_finalize_kernel<Op, A, O, State>), grid_for(outputs), kBlockSize, 0, stream,
-                   static_cast<const State*>(p), outputs, used, o);
+                   static_cast<const State*>(split.partial<State>()), outputs, split.used, o);
       return;
     }
     PETAL_LAUNCH((reduce_thread_kernel<Op, T, A, O>), blocks, kBlockSize, 0, stream, kept, red, outputs, R, x, o);
@@ -267,14 +274,11 @@ static void launch_reduce(const View& out, const View& in, int reduced_dims, Str
     const int64_t splits =
         std::min<int64_t>({(kTargetBlocks + blocks - 1) / blocks, R / kMinChunkPerBlock, 65535});
     if (splits >= 2) {
-      const int64_t chunk = (R + splits - 1) / splits;
-      const int used = static_cast<int>((R + chunk - 1) / chunk);
-      PartialBuffer partial(static_cast<size_t>(used) * static_cast<size_t>(outputs) * sizeof(State));
-      auto* p = static_cast<State*>(partial.p);
-      PETAL_LAUNCH((reduce_block_split_kernel<Op, T, A, State>), dim3(blocks, static_cast<unsigned>(used)), threads, 0,
-                   stream, kept, red, outputs, R, chunk, x, p);
+      const Split split(R, splits, outputs, sizeof(State));
+      PETAL_LAUNCH((reduce_block_split_kernel<Op, T, A, State>), dim3(blocks, static_cast<unsigned>(split.used)),
+                   threads, 0, stream, kept, red, outputs, R, split.chunk, x, split.partial<State>());
       PETAL_LAUNCH((reduce_finalize_kernel<Op, A, O, State>), grid_for(outputs), kBlockSize, 0, stream,
-                   static_cast<const State*>(p), outputs, used, o);
+                   static_cast<const State*>(split.partial<State>()), outputs, split.used, o);
       return;
     }
     PETAL_LAUNCH((reduce_block_kernel<Op, T, A, O>), blocks, threads, 0, stream, kept, red, outputs, R, x, o);
