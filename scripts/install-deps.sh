@@ -7,7 +7,8 @@ packages=(
   libopenblas-openmp-dev      # CBLAS for CPU GEMM, OpenMP build (shares petal's thread pool)
   catch2                      # tests
   libbenchmark-dev            # bench/
-  libstb-dev                  # image decode/encode
+  libstb-dev                  # image decode/encode, stb_truetype (text in vit_flowers pictures)
+  fonts-dejavu-core           # DejaVuSans.ttf for that text (found at run time; pictures without text if absent)
   libturbojpeg0-dev           # JPEG decode (libjpeg-turbo's TurboJPEG API)
   nlohmann-json3-dev          # safetensors headers
   libboost-context-dev        # fibers of the SIMT simulator
