@@ -140,6 +140,45 @@ TEST_CASE("layer_norm kernels write every element", "[layernorm]") {
   }
 }
 
+TEST_CASE("layer_norm forward: 16-byte vector rows and their misaligned / ragged fallbacks", "[layernorm]") {
+  // On cuda/sim, aligned rows whose width is a multiple of 8 bf16/f16 (4 f32) elements move in
+  // 16-byte vectors; a view offset by one element (misaligned x, y, weight or bias) or a ragged
+  // width takes the elementwise loops. The simulator checks every vector access's alignment.
+  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto dt = GENERATE(DType::bf16, DType::f16, DType::f32);
+  const Device d(dev);
+  const TensorOptions opts(dt, d);
+  uint64_t seed = 500;
+  for (int64_t cols : {8, 64, 200, 36}) {
+    for (int misaligned = 0; misaligned < 5; ++misaligned) {  // 0: none; 1 x, 2 y, 3 weight, 4 bias
+      const int64_t rows = 5;
+      INFO(rows << "x" << cols << " " << dtype_name(dt) << " on " << dev << " misaligned operand " << misaligned);
+      // An offset of one element in a larger buffer: the same values at a 2- (or 4-) byte offset.
+      auto view = [&](const Shape& shape, bool shift, uint64_t sd) {
+        int64_t n = 1;
+        for (int64_t e : shape) n *= e;
+        Tensor flat = random_input({n + 1}, sd, dt, d);
+        return flat.narrow(0, shift ? 1 : 0, n).reshape(shape);
+      };
+      Tensor x = view({rows, cols}, misaligned == 1, seed++);
+      Tensor w = view({cols}, misaligned == 3, seed++), b = view({cols}, misaligned == 4, seed++);
+      Tensor y_buffer = empty({rows * cols + 1}, opts);
+      petal::testing::poison(y_buffer);
+      Tensor y = y_buffer.narrow(0, misaligned == 2 ? 1 : 0, rows * cols).reshape({rows, cols});
+      Tensor mean = empty({rows}, TensorOptions(DType::f32, d)), rstd = empty({rows}, TensorOptions(DType::f32, d));
+      kernels::backend_for(d).layer_norm_forward(y.data_ptr(), mean.data_ptr(), rstd.data_ptr(), x.data_ptr(),
+                                                 w.data_ptr(), b.data_ptr(), dt, rows, cols, 1e-5);
+      const LayerNormRef ref = ref_layer_norm(x, w, b, zeros({rows, cols}, DType::f64), 1e-5);
+      check_close(y, ref.y, -1, "y");
+      check_close(mean, ref.mean, -1, "mean");
+      check_close(rstd, ref.rstd, -1, "rstd");
+      // The element outside the view is untouched (still the poison).
+      const Tensor outside = y_buffer.narrow(0, misaligned == 2 ? 0 : rows * cols, 1).to(kCPU, DType::f64);
+      CHECK(std::isnan(outside.item()));
+    }
+  }
+}
+
 TEST_CASE("layer_norm parameter gradients with more rows than backward blocks", "[layernorm]") {
   // 600 rows exceed the CUDA backward's 512 partial-sum blocks (a block folds several rows).
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
