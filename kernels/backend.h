@@ -66,6 +66,23 @@ struct GemmArgs {
   double alpha = 1.0, beta = 0.0;
 };
 
+/// The activation a fused Linear applies to its output (kernels/*/linear.*).
+enum class LinearActivation : uint8_t { None, GeluErf, GeluTanh };
+
+/// Fused Linear: pre = x W^T + bias, y = act(pre), all contiguous and of one dtype: x [m, k],
+/// w [n, k], bias [n] (or null), y [m, n]; aux [m, n] receives pre when act != None (the
+/// backward's input; null otherwise).
+struct LinearArgs {
+  DType dtype = DType::f32;
+  int64_t m = 0, n = 0, k = 0;
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;
+  void* y = nullptr;
+  void* aux = nullptr;
+  LinearActivation act = LinearActivation::None;
+};
+
 /// Fused scaled-dot-product attention on [B, H, S, Dh] operands. q/k/v have unit stride
 /// on Dh and arbitrary element strides for B, H, S (so a fused qkv projection is read in
 /// place); out is contiguous [B, H, S_q, Dh]; lse is contiguous [B, H, S_q] of the
@@ -211,6 +228,13 @@ class Backend {
                                          const AdamWArgs& args) = 0;
   virtual void sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
                                        const SgdArgs& args) = 0;
+
+  /// Fused Linear (+ activation): see LinearArgs. cuda maps it onto cuBLASLt epilogues.
+  virtual void linear_forward(const LinearArgs& args) = 0;
+  /// From dy [m, n] (and args.aux when args.act != None): dpre = dy * act'(aux),
+  /// dx = dpre W [m, k], dw = dpre^T x [n, k], dbias = the column sums of dpre [n]; each
+  /// output may be null (not wanted) and is overwritten.
+  virtual void linear_backward(const LinearArgs& args, const void* dy, void* dx, void* dw, void* dbias) = 0;
 };
 
 /// The backend that owns memory of this device (throws petal::Error if unavailable).
@@ -222,7 +246,7 @@ Backend* cuda_backend(int index);
 
 /// What the CUDA backend plugin (libpetal_cuda) exports through petal_cuda_plugin_v1():
 /// libpetal checks `abi` and then calls through the table.
-constexpr int kCudaPluginAbi = 2;
+constexpr int kCudaPluginAbi = 3;  // 3: Backend::linear_forward/backward (the fused Linear)
 struct CudaPlugin {
   int abi;
   int (*device_count)();

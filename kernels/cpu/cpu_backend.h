@@ -62,6 +62,8 @@ class CpuBackend final : public Backend {
                                  const AdamWArgs& args) override;
   void sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
                                const SgdArgs& args) override;
+  void linear_forward(const LinearArgs& args) override;
+  void linear_backward(const LinearArgs& args, const void* dy, void* dx, void* dw, void* dbias) override;
 };
 
 }  // namespace petal::kernels

@@ -2,7 +2,7 @@
 // GPU) and by the host compiler as sim_impl::CudaBackend (the simulator's one device).
 // Each family of methods lives in its own file with its kernels and launchers:
 // backend.cu (memory, registration), copy.cu, random.cu, elementwise.cu, reduce.cu,
-// softmax.cu, gemm.cu, index.cu, attention.cu (+ flash_attention.cu).
+// softmax.cu, gemm.cu, index.cu, attention.cu (+ flash_attention.cu), linear.cu.
 #pragma once
 #include <string>
 
@@ -75,6 +75,8 @@ class CudaBackend final : public Backend {
                                  const AdamWArgs& args) override;
   void sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t count, DType dtype,
                                const SgdArgs& args) override;
+  void linear_forward(const LinearArgs& args) override;
+  void linear_backward(const LinearArgs& args, const void* dy, void* dx, void* dw, void* dbias) override;
 
  private:
   /// Makes this backend's GPU current and returns its compute stream.

@@ -8,7 +8,8 @@
 //  - two pinned staging buffers with events: host->device copies return as soon as
 //    the source is staged, device->host copies overlap the DMA of one chunk with the
 //    host copy of the previous one;
-//  - a cuBLASLt handle and workspace for float32/bf16/f16 GEMMs (TF32 opt-in), and a
+//  - a cuBLASLt handle and workspace for float32/bf16/f16 GEMMs (TF32 opt-in), with the
+//    bias / GELU / bias-gradient epilogues of the fused Linear (rt_gemm_epilogue), and a
 //    cuBLAS handle for float64 and degenerate (k = 0) GEMMs.
 // Every CUDA/cuBLAS call is checked and throws petal::Error naming the call and the op.
 #include <cublasLt.h>
@@ -320,10 +321,10 @@ void make_layout(LtLayout& l, cudaDataType_t type, uint64_t rows, uint64_t cols,
 }
 
 /// What a cuBLASLt plan depends on: the problem (dtype, transposes, sizes, leading
-/// dimensions, batch and strides), the operands' alignment and the TF32 policy, never the
-/// pointers themselves.
+/// dimensions, batch and strides), the operands' alignment, the TF32 policy and the
+/// epilogue (with the aux leading dimension), never the pointers themselves.
 struct LtKey {
-  int64_t v[16];
+  int64_t v[18];
   bool operator==(const LtKey& o) const { return std::memcmp(v, o.v, sizeof(v)) == 0; }
 };
 struct LtKeyHash {
@@ -351,8 +352,30 @@ std::unordered_map<LtKey, std::unique_ptr<LtPlan>, LtKeyHash>& lt_plans(DeviceSt
 
 /// Builds the plan of one problem: descriptors, layouts, preference and the heuristic's
 /// best algorithm.
+cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
+  switch (e) {
+    case GemmEpilogue::None: return CUBLASLT_EPILOGUE_DEFAULT;
+    case GemmEpilogue::Bias: return CUBLASLT_EPILOGUE_BIAS;
+    case GemmEpilogue::GeluAuxBias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case GemmEpilogue::GeluAux: return CUBLASLT_EPILOGUE_GELU_AUX;
+    case GemmEpilogue::BGradB: return CUBLASLT_EPILOGUE_BGRADB;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+/// Points the plan's epilogue at this call's bias and aux buffers.
+void set_epilogue_pointers(cublasLtMatmulDesc_t desc, GemmEpilogue e, void* bias, void* aux) {
+  if (e == GemmEpilogue::None) return;
+  if (e != GemmEpilogue::GeluAux)
+    CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  if (e == GemmEpilogue::GeluAuxBias || e == GemmEpilogue::GeluAux)
+    CUBLAS_CHECK("gemm",
+                 cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+}
+
 std::unique_ptr<LtPlan> make_lt_plan(DeviceState& s, const GemmArgs& g, bool tf32, uint32_t align_a,
-                                     uint32_t align_b, uint32_t align_c) {
+                                     uint32_t align_b, uint32_t align_c, GemmEpilogue epilogue, void* bias,
+                                     void* aux, int64_t aux_ld) {
   auto plan = std::make_unique<LtPlan>();
   const cudaDataType_t type = cuda_type(g.dtype);
   const ColMajor cm = col_major(g);
@@ -362,6 +385,20 @@ std::unique_ptr<LtPlan> make_lt_plan(DeviceState& s, const GemmArgs& g, bool tf3
                                                       sizeof(cm.op_a)));
   CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &cm.op_b,
                                                       sizeof(cm.op_b)));
+  if (epilogue != GemmEpilogue::None) {
+    const cublasLtEpilogue_t e = lt_epilogue(epilogue);
+    CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
+    if (epilogue != GemmEpilogue::GeluAux) {
+      const int32_t bias_type = type;  // the bias (gradient) vector in the output's dtype
+      CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                          &bias_type, sizeof(bias_type)));
+    }
+    if (epilogue == GemmEpilogue::GeluAuxBias || epilogue == GemmEpilogue::GeluAux) {
+      CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
+                                                          sizeof(aux_ld)));
+    }
+    set_epilogue_pointers(plan->desc.d, epilogue, bias, aux);
+  }
   make_layout(plan->la, type, cm.a_rows, cm.a_cols, g.ldb, g.batch, g.stride_b);
   make_layout(plan->lb, type, cm.b_rows, cm.b_cols, g.lda, g.batch, g.stride_a);
   make_layout(plan->lc, type, static_cast<uint64_t>(g.n), static_cast<uint64_t>(g.m), g.ldc, g.batch, g.stride_c);
@@ -391,9 +428,11 @@ std::unique_ptr<LtPlan> make_lt_plan(DeviceState& s, const GemmArgs& g, bool tf3
   return plan;
 }
 
-/// cuBLASLt path, through the plan cached for the problem; false when cuBLASLt offers no
-/// algorithm (the caller falls back to cuBLAS). Called under the device's blas_mutex.
-bool gemm_lt(DeviceState& s, const GemmArgs& g) {
+/// cuBLASLt path, through the plan cached for the problem (and epilogue); false when
+/// cuBLASLt offers no algorithm (the caller falls back to cuBLAS, or to the plain GEMM and
+/// its own kernels for an epilogue). Called under the device's blas_mutex.
+bool gemm_lt(DeviceState& s, const GemmArgs& g, GemmEpilogue epilogue = GemmEpilogue::None, void* bias = nullptr,
+             void* aux = nullptr, int64_t aux_ld = 0) {
   const size_t es = dtype_size(g.dtype);
   const bool tf32 = g.dtype == DType::f32 && rt_allow_tf32();
   const bool batched = g.batch > 1;
@@ -402,15 +441,16 @@ bool gemm_lt(DeviceState& s, const GemmArgs& g) {
   const uint32_t align_c = alignment_of(g.c, g.stride_c * static_cast<int64_t>(es), batched);
   const LtKey key{{static_cast<int64_t>(g.dtype), g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch,
                    g.stride_a, g.stride_b, g.stride_c, align_a, align_b,
-                   static_cast<int64_t>(align_c) * 2 + (tf32 ? 1 : 0)}};
+                   static_cast<int64_t>(align_c) * 2 + (tf32 ? 1 : 0), static_cast<int64_t>(epilogue), aux_ld}};
   auto& plans = lt_plans(s);
   auto it = plans.find(key);
   if (it == plans.end()) {
     if (plans.size() >= kMaxLtPlans) plans.clear();
-    it = plans.emplace(key, make_lt_plan(s, g, tf32, align_a, align_b, align_c)).first;
+    it = plans.emplace(key, make_lt_plan(s, g, tf32, align_a, align_b, align_c, epilogue, bias, aux, aux_ld)).first;
   }
-  const LtPlan& plan = *it->second;
+  LtPlan& plan = *it->second;
   if (!plan.has_algorithm) return false;
+  set_epilogue_pointers(plan.desc.d, epilogue, bias, aux);
   const float alpha = static_cast<float>(g.alpha), beta = static_cast<float>(g.beta);
   CUBLAS_CHECK("gemm", cublasLtMatmul(s.lt, plan.desc.d, &alpha, g.b, plan.la.d, g.a, plan.lb.d, &beta, g.c,
                                       plan.lc.d, g.c, plan.lc.d, &plan.heuristic.algo, s.lt_workspace,
@@ -448,6 +488,16 @@ void rt_gemm(const GemmArgs& args) {
   ensure_blas(s);
   const bool shared_operand = args.batch > 1 && (args.stride_a == 0 || args.stride_b == 0);
   if (args.dtype == DType::f64 || args.k == 0 || shared_operand || !gemm_lt(s, args)) gemm_blas(s, args);
+}
+
+bool rt_gemm_epilogue(const GemmArgs& args, GemmEpilogue epilogue, void* bias, void* aux, int64_t aux_ld) {
+  const bool lt_dtype = args.dtype == DType::f32 || args.dtype == DType::bf16 || args.dtype == DType::f16;
+  if (epilogue == GemmEpilogue::None || !lt_dtype || args.batch != 1 || args.m <= 0 || args.n <= 0 || args.k <= 0)
+    return false;
+  DeviceState& s = state();
+  std::lock_guard<std::mutex> lock(s.blas_mutex);
+  ensure_blas(s);
+  return gemm_lt(s, args, epilogue, bias, aux, aux_ld);
 }
 
 }  // namespace petal::kernels::cuda_impl

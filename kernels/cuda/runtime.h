@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "kernels/backend.h"
+#include "kernels/cuda/gemm_epilogue.h"
 
 #ifdef PETAL_SIM_COMPILE
 #define PETAL_CUDA_NS sim_impl
@@ -24,6 +25,12 @@ void rt_memcpy_d2d(void* dst, const void* src, size_t n);
 void rt_memset(void* dst, int value, size_t n);
 void rt_synchronize();
 void rt_gemm(const GemmArgs& args);
+/// The GEMM (batch 1, k > 0, f32/bf16/f16) with a cuBLASLt epilogue: bias is the bias vector
+/// (Bias, GeluAuxBias) or receives the bias gradient (BGradB), aux [m, n] with leading
+/// dimension aux_ld receives the pre-activation (GeluAux*). Returns false, having done
+/// nothing, when the epilogue cannot run (no cuBLASLt algorithm for it, or the simulator,
+/// which has no cuBLASLt): the caller then runs the plain GEMM and its own kernels.
+bool rt_gemm_epilogue(const GemmArgs& args, GemmEpilogue epilogue, void* bias, void* aux, int64_t aux_ld);
 
 }  // namespace petal::kernels::PETAL_CUDA_NS
 

@@ -58,4 +58,7 @@ void rt_gemm(const GemmArgs& args) {
   cpu->gemm(args);
 }
 
+// No cuBLASLt here: fused linears run the plain GEMM and the kernels of linear.cu.
+bool rt_gemm_epilogue(const GemmArgs&, GemmEpilogue, void*, void*, int64_t) { return false; }
+
 }  // namespace petal::kernels::sim_impl

@@ -10,23 +10,10 @@
 
 namespace petal::nn::functional {
 
-Tensor linear(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg) {
-  // Cast before weight.t(): autocast caches casts of parameters (leaves), not of views.
-  const std::vector<Tensor> cast = autocast_inputs("linear", {x_arg, weight_arg, bias_arg});
-  const Tensor &x = cast[0], &weight = cast[1], &bias = cast[2];
-  PETAL_CHECK(x.defined() && weight.defined(), "linear: undefined input or weight");
-  PETAL_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got ", shape_str(weight.shape()));
-  PETAL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", shape_str(x.shape()),
-              " does not match weight ", shape_str(weight.shape()), " (last dim must be ", weight.size(1), ")");
-  PETAL_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ",
-              shape_str(bias.shape()), " does not match weight ", shape_str(weight.shape()));
-  // One GEMM over all leading dims.
-  Shape out_shape = x.shape();
-  out_shape.back() = weight.size(0);
-  Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, x.size(-1)});
-  Tensor y = matmul(x2, weight.t());
-  if (bias.defined()) y = add(y, bias);
-  return x.dim() == 2 ? y : y.reshape(out_shape);
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  // One fused op (core/ops/linear.cpp): GEMM + bias (a cuBLASLt epilogue on cuda), bias
+  // gradient without a separate reduction on cuda; autocast applies inside it ("linear").
+  return fused_linear(x, weight, bias, "none");
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {

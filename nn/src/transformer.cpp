@@ -49,6 +49,11 @@ FFN::FFN(int64_t d, int64_t hidden, const std::string& activation, double dropou
 }
 
 Tensor FFN::forward(const Tensor& x) {
+  // fc1 + GELU as one fused op (the activation in the GEMM's epilogue where cuBLASLt can).
+  if (auto gelu = std::dynamic_pointer_cast<GELU>(act)) {
+    const Tensor h = fused_linear(x, fc1->weight, fc1->bias, gelu->tanh_approximation ? "gelu_tanh" : "gelu");
+    return drop->forward(fc2->forward(drop->forward(h)));
+  }
   return drop->forward(fc2->forward(drop->forward(act->forward(fc1->forward(x)))));
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <petal/tensor.h>
@@ -109,6 +110,10 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 /// > query i excluded, PyTorch's top-left alignment). Rows with no key left give zeros.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                                     bool is_causal = false, double scale = -1.0);
+/// Fused Linear (core/ops/linear.cpp): act(x W^T + bias) for x [..., in], weight [out, in],
+/// bias [out] (may be undefined), activation "none", "gelu" (erf) or "gelu_tanh"; on cuda
+/// the bias, the tanh GELU and the bias gradient ride in cuBLASLt epilogues.
+Tensor fused_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const std::string& activation = "none");
 /// Conv2d with kernel = stride = patch size: x [B, C, H, W], weight [D, C, P, P], bias [D]
 /// (may be undefined) -> tokens [B, (H/P)*(W/P), D].
 Tensor patch_embed(const Tensor& x, const Tensor& weight, const Tensor& bias);
