@@ -17,9 +17,13 @@ Two precisions:
 - f32: everything in float32; GEMMs at set_float32_matmul_precision("highest") (FP32) and,
   in a second time column, "high" (TF32); attention on the scalar kernels (CUDA cores).
 
-Rows marked "epilogue" are the kernels that cuBLASLt epilogues remove (bias add, GELU,
-GELU backward, bias-gradient column sums); the last table line sums the step without them,
-adding the GELU auxiliary tensor the epilogue writes and reads instead.
+Rows marked "bias epilogue" are the kernels that the cuBLASLt epilogues petal's fused Linear
+asks for remove (bias adds: BIAS; bias-gradient column sums: BGRADB on the dW GEMM); rows
+marked "GELU epilogue" are the ones that would also go with the GELU epilogues (GELU_AUX_BIAS,
+which computes the tanh GELU, and DGELU_BGRAD, which needs one op over fc1, GELU and fc2):
+timm's ViT-B/16 uses the erf GELU, so these stay kernels in petal today. The table sums the
+step three ways: no epilogue (the simulator's path, cuBLASLt's fallback), the bias epilogues,
+and the GELU epilogues too (which add the auxiliary tensor the epilogue GEMMs write and read).
 
 Usage:
   scripts/step_model.py                 print the Markdown section
@@ -54,13 +58,13 @@ class Config:
 
 
 class Row:
-    def __init__(self, name, count, nbytes, flops, unit, epilogue=False, aux_bytes=0):
+    def __init__(self, name, count, nbytes, flops, unit, epilogue=None, aux_bytes=0):
         self.name = name          # kernel (and what it computes)
         self.count = count        # launches per step
         self.nbytes = nbytes      # DRAM bytes per launch
         self.flops = flops        # FLOPs per launch
         self.unit = unit          # "gemm", "attn" or "mem": which peak bounds the FLOPs
-        self.epilogue = epilogue  # removed by a cuBLASLt epilogue
+        self.epilogue = epilogue  # None, "bias" or "gelu": the cuBLASLt epilogue that removes it
         self.aux_bytes = aux_bytes  # bytes per launch the epilogue GEMM adds instead
 
 
@@ -103,43 +107,44 @@ def model(cfg, mode):
     if cast:
         add("autocast: LayerNorm output f32 -> bf16", 2 * L, N * D * (4 + 2), 0, "mem")
     gemm("GEMM qkv [N, 768] x [768, 2304]", L, N, 3 * D, D)
-    add("bias add qkv (elementwise)", L, 2 * N * 3 * D * a, N * 3 * D, "mem", epilogue=True)
+    add("bias add qkv (elementwise)", L, 2 * N * 3 * D * a, N * 3 * D, "mem", epilogue="bias")
     if mode == "bf16":
         add("flash attention forward (bf16 mma)", L, 4 * N * D * a + B * H * S * 4, 4 * B * H * S * S * Dh, "gemm")
     else:
         add("attention forward (scalar, f32)", L, 4 * N * D * a + B * H * S * 4, 4 * B * H * S * S * Dh, "attn")
     add("copy: attention out [B,H,S,Dh] -> [B,S,D]", L, 2 * N * D * a, 0, "mem")
     gemm("GEMM proj [N, 768] x [768, 768]", L, N, D, D)
-    add("bias add proj", L, 2 * N * D * a, N * D, "mem", epilogue=True)
+    add("bias add proj", L, 2 * N * D * a, N * D, "mem", epilogue="bias")
     add("residual add (f32 + branch)", 2 * L, N * D * (2 * r + a), N * D, "mem")
     gemm("GEMM fc1 [N, 768] x [768, 3072]", L, N, F, D)
-    add("bias add fc1", L, 2 * N * F * a, N * F, "mem", epilogue=True,
-        aux_bytes=N * F * a)  # GELU_AUX_BIAS writes the pre-activation for the backward
-    add("GELU forward (erf)", L, 2 * N * F * a, 20 * N * F, "mem", epilogue=True)
+    add("bias add fc1", L, 2 * N * F * a, N * F, "mem", epilogue="bias")  # BIAS into the pre-activation
+    add("GELU forward (erf)", L, 2 * N * F * a, 20 * N * F, "mem", epilogue="gelu",
+        aux_bytes=N * F * a)  # GELU_AUX_BIAS writes y and the pre-activation
+
     gemm("GEMM fc2 [N, 3072] x [3072, 768]", L, N, D, F)
-    add("bias add fc2", L, 2 * N * D * a, N * D, "mem", epilogue=True)
+    add("bias add fc2", L, 2 * N * D * a, N * D, "mem", epilogue="bias")
     add("select class token [B, 768]", 1, 2 * B * D * r, 0, "mem")
     if cast:
         add("autocast: pooled f32 -> bf16", 1, B * D * 6, 0, "mem")
     gemm("GEMM head [B, 768] x [768, classes]", 1, B, cfg.classes, D)
-    add("bias add head", 1, 2 * B * cfg.classes * a, B * cfg.classes, "mem", epilogue=True)
+    add("bias add head", 1, 2 * B * cfg.classes * a, B * cfg.classes, "mem", epilogue="bias")
     add("softmax cross-entropy forward", 1, B * cfg.classes * 4 + B * 16, 4 * B * cfg.classes, "mem")
 
     # ---------------------------------------------------------------- backward
     add("softmax cross-entropy backward", 1, 2 * B * cfg.classes * 4, 4 * B * cfg.classes, "mem")
-    add("bias grad head (column sum)", 1, B * cfg.classes * a, B * cfg.classes, "mem", epilogue=True)
+    add("bias grad head (column sum)", 1, B * cfg.classes * a, B * cfg.classes, "mem", epilogue="bias")
     gemm("GEMM head dX", 1, B, D, cfg.classes)
     gemm("GEMM head dW", 1, cfg.classes, D, B)
     add("class token grad scatter into [B, S, D] (zero fill + copy)", 1, N * D * r + B * D * r * 2, 0, "mem")
     # Per layer, in reverse: fc2, GELU, fc1, LN2, residual, proj, attention, qkv, LN1, residual.
     if cast:
         add("autocast: residual grad f32 -> bf16 for the branch", 2 * L, N * D * (4 + 2), 0, "mem")
-    add("bias grad fc2 (column sum over N)", L, N * D * a, N * D, "mem", epilogue=True)
+    add("bias grad fc2 (column sum over N)", L, N * D * a, N * D, "mem", epilogue="bias")
     gemm("GEMM fc2 dX [N, 768] x [768, 3072]", L, N, F, D)
     gemm("GEMM fc2 dW [768, N] x [N, 3072]", L, D, F, N)
-    add("GELU backward", L, 3 * N * F * a, 30 * N * F, "mem", epilogue=True)
-    add("bias grad fc1 (column sum over N)", L, N * F * a, N * F, "mem", epilogue=True,
+    add("GELU backward", L, 3 * N * F * a, 30 * N * F, "mem", epilogue="gelu",
         aux_bytes=N * F * a)  # DGELU_BGRAD reads the pre-activation in the fc2 dX GEMM
+    add("bias grad fc1 (column sum over N)", L, N * F * a, N * F, "mem", epilogue="bias")
     gemm("GEMM fc1 dX [N, 3072] x [3072, 768]", L, N, D, F)
     gemm("GEMM fc1 dW [3072, N] x [N, 768]", L, F, D, N)
     if cast:
@@ -147,7 +152,7 @@ def model(cfg, mode):
     add("LayerNorm backward dx (f32)", 2 * L + 1, 3 * N * D * r + 8 * N, 12 * N * D, "mem")
     add("LayerNorm backward dweight/dbias over 512 block partials", 2 * L + 1, 2 * 512 * 2 * D * 4, 4 * 512 * D, "mem")
     add("grad accumulation at the residual fork", 2 * L, 3 * N * D * r, N * D, "mem")
-    add("bias grad proj (column sum over N)", L, N * D * a, N * D, "mem", epilogue=True)
+    add("bias grad proj (column sum over N)", L, N * D * a, N * D, "mem", epilogue="bias")
     gemm("GEMM proj dX", L, N, D, D)
     gemm("GEMM proj dW", L, D, D, N)
     add("copy: grad [B,S,D] -> [B,H,S,Dh]", L, 2 * N * D * a, 0, "mem")
@@ -165,7 +170,7 @@ def model(cfg, mode):
         add("attention backward dK, dV (recomputes P, dP)", L, 6 * N * D * a + 2 * B * H * S * 4,
             8 * B * H * S * S * Dh, "attn")
     add("copy: dq, dk, dv -> packed [N, 2304] grad", L, 2 * N * 3 * D * a, 0, "mem")
-    add("bias grad qkv (column sum over N)", L, N * 3 * D * a, N * 3 * D, "mem", epilogue=True)
+    add("bias grad qkv (column sum over N)", L, N * 3 * D * a, N * 3 * D, "mem", epilogue="bias")
     gemm("GEMM qkv dX", L, N, D, 3 * D)
     gemm("GEMM qkv dW", L, 3 * D, D, N)
     add("bias grad patch proj (column sum over B*196)", 1, B * Np * D * a, B * Np * D, "mem")
@@ -211,13 +216,16 @@ def table(cfg, mode):
         head = head[:-1] + " floor ms per step, TF32 |"
     out.append(head)
     out.append("|---|---|---|---|---|---|" + ("---|" if f32 else ""))
-    tot = {"bytes": 0, "flops": 0, "t": 0.0, "t_tf32": 0.0, "t_epi": 0.0, "t_epi_tf32": 0.0, "launches": 0,
-           "launches_epi": 0}
+    tot = {"bytes": 0, "flops": 0, "t": 0.0, "t_tf32": 0.0, "launches": 0}
+    for level in ("bias", "gelu"):
+        tot["t_" + level] = tot["t_" + level + "_tf32"] = 0.0
+        tot["launches_" + level] = 0
+    removed_at = {None: (), "bias": ("bias", "gelu"), "gelu": ("gelu",)}
     for row in rows:
         t = seconds(row, gemm_peak, attn_peak)
         t_tf32 = seconds(row, PEAK["tf32"], attn_peak)
-        name = row.name + (" *(epilogue)*" if row.epilogue else "")
-        line = (f"| {name} | {row.count} | {fmt_bytes(row.nbytes)} | {fmt_flops(row.flops)} | {fmt_ms(t)} | "
+        mark = {None: "", "bias": " *(bias epilogue)*", "gelu": " *(GELU epilogue)*"}[row.epilogue]
+        line = (f"| {row.name}{mark} | {row.count} | {fmt_bytes(row.nbytes)} | {fmt_flops(row.flops)} | {fmt_ms(t)} | "
                 f"{fmt_ms(t * row.count)} |")
         if f32:
             line += f" {fmt_ms(t_tf32 * row.count)} |"
@@ -227,22 +235,27 @@ def table(cfg, mode):
         tot["t"] += t * row.count
         tot["t_tf32"] += t_tf32 * row.count
         tot["launches"] += row.count
-        if row.epilogue:
-            extra = row.aux_bytes / HBM_BYTES_PER_S * row.count
-            tot["t_epi"] += extra
-            tot["t_epi_tf32"] += extra
-        else:
-            tot["t_epi"] += t * row.count
-            tot["t_epi_tf32"] += t_tf32 * row.count
-            tot["launches_epi"] += row.count
-    sum_line = (f"| **sum** | {tot['launches']} | {tot['bytes'] / 1e9:,.2f} GB | {tot['flops'] / 1e12:,.2f} TFLOP | | "
-                f"**{fmt_ms(tot['t'])}** |")
-    epi_line = (f"| **sum with cuBLASLt epilogues** (rows marked *epilogue* folded into their GEMMs) | "
-                f"{tot['launches_epi']} | | | | **{fmt_ms(tot['t_epi'])}** |")
+        for level in ("bias", "gelu"):
+            if level in removed_at[row.epilogue]:
+                extra = row.aux_bytes / HBM_BYTES_PER_S * row.count
+                tot["t_" + level] += extra
+                tot["t_" + level + "_tf32"] += extra
+            else:
+                tot["t_" + level] += t * row.count
+                tot["t_" + level + "_tf32"] += t_tf32 * row.count
+                tot["launches_" + level] += row.count
+    sum_line = (f"| **sum, no epilogue** (sim's path, cuBLASLt fallback) | {tot['launches']} | "
+                f"{tot['bytes'] / 1e9:,.2f} GB | {tot['flops'] / 1e12:,.2f} TFLOP | | **{fmt_ms(tot['t'])}** |")
+    bias_line = (f"| **sum with the bias epilogues** (BIAS, BGRADB: what petal asks cuBLASLt for) | "
+                 f"{tot['launches_bias']} | | | | **{fmt_ms(tot['t_bias'])}** |")
+    epi_line = (f"| **sum with the GELU epilogues too** (GELU_AUX_BIAS, DGELU_BGRAD: not used, erf GELU) | "
+                f"{tot['launches_gelu']} | | | | **{fmt_ms(tot['t_gelu'])}** |")
     if f32:
         sum_line += f" **{fmt_ms(tot['t_tf32'])}** |"
-        epi_line += f" **{fmt_ms(tot['t_epi_tf32'])}** |"
+        bias_line += f" **{fmt_ms(tot['t_bias_tf32'])}** |"
+        epi_line += f" **{fmt_ms(tot['t_gelu_tf32'])}** |"
     out.append(sum_line)
+    out.append(bias_line)
     out.append(epi_line)
     out.append("")
     return out, tot, params
@@ -260,14 +273,16 @@ def render(cfg):
                f"peaks {PEAK['bf16'] / 1e12:.0f} (bf16), {PEAK['tf32'] / 1e12:.0f} (TF32), "
                f"{PEAK['fp32'] / 1e12:.0f} (FP32) TFLOP/s dense.")
     out.append("")
-    out.append("| precision | floor ms per step | with epilogues | DRAM GB | TFLOP |")
-    out.append("|---|---|---|---|---|")
-    out.append(f"| bf16 autocast | {fmt_ms(b_tot['t'])} | {fmt_ms(b_tot['t_epi'])} | "
-               f"{b_tot['bytes'] / 1e9:,.2f} | {b_tot['flops'] / 1e12:,.2f} |")
-    out.append(f"| f32, GEMMs in FP32 (\"highest\") | {fmt_ms(f_tot['t'])} | {fmt_ms(f_tot['t_epi'])} | "
-               f"{f_tot['bytes'] / 1e9:,.2f} | {f_tot['flops'] / 1e12:,.2f} |")
-    out.append(f"| f32, GEMMs in TF32 (\"high\") | {fmt_ms(f_tot['t_tf32'])} | {fmt_ms(f_tot['t_epi_tf32'])} | "
-               f"{f_tot['bytes'] / 1e9:,.2f} | {f_tot['flops'] / 1e12:,.2f} |")
+    out.append("| precision | floor ms per step, no epilogue | with the bias epilogues (petal on cuda) | "
+               "with the GELU epilogues too | DRAM GB (no epilogue) | TFLOP |")
+    out.append("|---|---|---|---|---|---|")
+    for label, tot, suffix in (("bf16 autocast", b_tot, ""), ("f32, GEMMs in FP32 (\"highest\")", f_tot, ""),
+                               ("f32, GEMMs in TF32 (\"high\")", f_tot, "_tf32")):
+        t0 = tot["t" + suffix]
+        tb = tot["t_bias" + suffix]
+        tg = tot["t_gelu" + suffix]
+        out.append(f"| {label} | {fmt_ms(t0)} | {fmt_ms(tb)} | {fmt_ms(tg)} | {tot['bytes'] / 1e9:,.2f} | "
+                   f"{tot['flops'] / 1e12:,.2f} |")
     out.append("")
     out.extend(b_lines)
     out.extend(f_lines)
