@@ -13,6 +13,7 @@ packages=(
   nlohmann-json3-dev          # safetensors headers
   libboost-context-dev        # fibers of the SIMT simulator
   libopenmpi-dev openmpi-bin  # petal::distributed's MPI transport and mpirun (distributed tests)
+  clang libclang-rt-dev       # libFuzzer targets (tests/fuzz) in scripts/test.sh
   libdnnl-dev                 # oneDNN: bf16 GEMM on AVX512-BF16/AMX CPUs (optional, PETAL_ONEDNN=AUTO)
 )
 missing=()

@@ -3,7 +3,7 @@
 # nvcc exists, compiled for sm_80/sm_90 even without a GPU), runs the whole ctest suite
 # (GPU tests report skipped without a GPU), then rebuilds the CPU and sim backends with
 # ASan+UBSan and runs their tests again, then with ThreadSanitizer for the simulator's race
-# detection (sim tests only). Each of the three runs uses a different schedule seed.  Options: --no-sanitize, --jobs N.
+# detection (sim tests only), and runs the libFuzzer targets for 30 s each (clang). Each of the three runs uses a different schedule seed.  Options: --no-sanitize, --jobs N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sanitize=1
@@ -46,6 +46,19 @@ if ((sanitize)); then
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   # A second schedule seed for every sim test (the release run uses the default, 1).
   (cd build/asan && PETAL_SIM_SEED=2 ctest --output-on-failure -j "$jobs" --timeout 1800 -LE "cuda|install")
+fi
+if ((sanitize)) && command -v clang++ >/dev/null; then
+  # Coverage-guided fuzzing (libFuzzer, clang) of the image decoders and the safetensors reader,
+  # seeded from the bad-input corpus; only those parsers are instrumented, so this build is short.
+  echo "== fuzz build (libFuzzer + ASan/UBSan on the parsers)"
+  cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DPETAL_FUZZ=ON \
+    -DPETAL_FUZZ_SECONDS="${PETAL_FUZZ_SECONDS:-30}" -DPETAL_SIM=OFF -DPETAL_CUDA=OFF -DPETAL_BUILD_TESTS=OFF \
+    -DPETAL_BUILD_BENCH=OFF -DPETAL_BUILD_EXAMPLES=OFF "${launcher[@]}"
+  cmake --build build/fuzz -j "$jobs"
+  echo "== fuzzers"
+  (cd build/fuzz && ctest --output-on-failure -L fuzz)
+elif ((sanitize)); then
+  echo "test.sh: clang++ not found: the fuzz stage is skipped (scripts/install-deps.sh installs it)" >&2
 fi
 if ((sanitize)); then
   # Race detection: the simulator's threads as ThreadSanitizer fibers (docs/simulator.md).
