@@ -140,17 +140,18 @@ TEST_CASE("layer_norm kernels write every element", "[layernorm]") {
   }
 }
 
-TEST_CASE("layer_norm forward: 16-byte vector rows and their misaligned / ragged fallbacks", "[layernorm]") {
+TEST_CASE("layer_norm: 16-byte vector rows and their misaligned / ragged fallbacks", "[layernorm]") {
   // On cuda/sim, aligned rows whose width is a multiple of 8 bf16/f16 (4 f32) elements move in
-  // 16-byte vectors; a view offset by one element (misaligned x, y, weight or bias) or a ragged
-  // width takes the elementwise loops. The simulator checks every vector access's alignment.
+  // 16-byte vectors, forward and backward; a view offset by one element (misaligned x, y / dx,
+  // weight, bias or dy) or a ragged width takes the elementwise loops. The simulator checks
+  // every vector access's alignment.
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
   auto dt = GENERATE(DType::bf16, DType::f16, DType::f32);
   const Device d(dev);
   const TensorOptions opts(dt, d);
   uint64_t seed = 500;
   for (int64_t cols : {8, 64, 200, 36}) {
-    for (int misaligned = 0; misaligned < 5; ++misaligned) {  // 0: none; 1 x, 2 y, 3 weight, 4 bias
+    for (int misaligned = 0; misaligned < 6; ++misaligned) {  // 0: none; 1 x, 2 y and dx, 3 weight, 4 bias, 5 dy
       const int64_t rows = 5;
       INFO(rows << "x" << cols << " " << dtype_name(dt) << " on " << dev << " misaligned operand " << misaligned);
       // An offset of one element in a larger buffer: the same values at a 2- (or 4-) byte offset.
@@ -175,6 +176,20 @@ TEST_CASE("layer_norm forward: 16-byte vector rows and their misaligned / ragged
       // The element outside the view is untouched (still the poison).
       const Tensor outside = y_buffer.narrow(0, misaligned == 2 ? 0 : rows * cols, 1).to(kCPU, DType::f64);
       CHECK(std::isnan(outside.item()));
+      // Backward into a poisoned (possibly misaligned) dx, with parameter gradients.
+      Tensor dy = view({rows, cols}, misaligned == 5, seed++);
+      const LayerNormRef gref = ref_layer_norm(x, w, b, dy, 1e-5);
+      petal::testing::poison(y_buffer);
+      Tensor dx = y;  // same placement as y
+      Tensor dw = empty({cols}, opts), db = empty({cols}, opts);
+      petal::testing::poison(dw);
+      petal::testing::poison(db);
+      kernels::backend_for(d).layer_norm_backward(dx.data_ptr(), dw.data_ptr(), db.data_ptr(), dy.data_ptr(),
+                                                  x.data_ptr(), mean.data_ptr(), rstd.data_ptr(), w.data_ptr(), dt,
+                                                  rows, cols);
+      check_close(dx, gref.dx, -1, "dx");
+      check_close(dw, gref.dweight, -1, "dweight");
+      check_close(db, gref.dbias, -1, "dbias");
     }
   }
 }

@@ -6,7 +6,8 @@
 // Mean and rstd are saved in the statistics type (f64 for f64 inputs, else f32). Rows whose
 // width is a multiple of 16 bytes' worth of elements, from aligned pointers, are read and
 // written in 16-byte vectors (8 bf16/f16 elements per access); others elementwise.
-// Backward, with xhat = (x - mean) * rstd and g = dy * weight:
+// Backward (rows of aligned 16-byte vectors: one vector per thread, x and dy read once), with
+// xhat = (x - mean) * rstd and g = dy * weight:
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))       (one block per row)
 //   dweight = sum_rows dy * xhat, dbias = sum_rows dy
 // The dx kernel also folds each block's rows into its own row of a [blocks, cols]
@@ -69,7 +70,7 @@ PETAL_UNROLL
     T* yr = y + r * cols;
     if (vec) {
       for (int64_t c = threadIdx.x; c < cols / kVec; c += blockDim.x) {
-        Vector<T> w, b, o;
+        Vector<T> w{}, b{}, o;
         if (weight) w = load_vector(weight + c * kVec);
         if (bias) b = load_vector(bias + c * kVec);
 PETAL_UNROLL
@@ -120,12 +121,62 @@ constexpr int kMaxColsPerThread = 8;
 template <typename T, typename A, int kPerThread>
 static __global__ void layer_norm_backward_dx_kernel(T* dx, A* partial_w, A* partial_b, const T* dy, const T* x,
                                                      const A* mean, const A* rstd, const T* weight, int64_t rows,
-                                                     int64_t cols) {
+                                                     int64_t cols, bool vec) {
   PETAL_SHARED(SumPair<A>, scratch, [kWarpSize]);
   constexpr int kRegs = kPerThread > 0 ? kPerThread : 1;
   A acc_w[kRegs], acc_b[kRegs];
 PETAL_UNROLL
   for (int k = 0; k < kRegs; ++k) acc_w[k] = acc_b[k] = A(0);
+  // Vector rows (the host sets vec only for this instantiation's kPerThread >= Vector<T>::kSize,
+  // cols % kSize == 0, cols / kSize <= blockDim.x and x, dy, dx, weight 16-byte aligned): thread
+  // t owns the kSize columns of vector t, reads x and dy once per row in 16-byte accesses (kept
+  // in registers across the row's reduction) and writes dx the same way.
+  if constexpr (kPerThread >= Vector<T>::kSize) {
+    if (vec) {
+      constexpr int kVec = Vector<T>::kSize;
+      const int64_t v = threadIdx.x;
+      const bool own = v < cols / kVec;
+      for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+        const A m = mean[r], k = rstd[r];
+        A xh[kVec] = {}, d[kVec] = {}, g[kVec] = {};
+        SumPair<A> s{A(0), A(0)};
+        if (own) {
+          const Vector<T> xv = load_vector(x + r * cols + v * kVec);
+          const Vector<T> dv = load_vector(dy + r * cols + v * kVec);
+          Vector<T> wv{};
+          if (weight) wv = load_vector(weight + v * kVec);
+PETAL_UNROLL
+          for (int e = 0; e < kVec; ++e) {
+            xh[e] = (A(to_acc(xv.v[e])) - m) * k;
+            d[e] = to_acc(dv.v[e]);
+            g[e] = weight ? d[e] * A(to_acc(wv.v[e])) : d[e];
+            s.g += g[e];
+            s.gx += g[e] * xh[e];
+          }
+        }
+        s = block_reduce(s, PairSumOp(), scratch);
+        const A mg = s.g / A(cols), mgx = s.gx / A(cols);
+        if (own) {
+          Vector<T> o;
+PETAL_UNROLL
+          for (int e = 0; e < kVec; ++e) {
+            o.v[e] = from_acc<T>(k * (g[e] - mg - xh[e] * mgx));
+            acc_w[e] += d[e] * xh[e];
+            acc_b[e] += d[e];
+          }
+          store_vector(dx + r * cols + v * kVec, o);
+        }
+      }
+      if (partial_w && own) {
+PETAL_UNROLL
+        for (int e = 0; e < kVec; ++e) {
+          partial_w[blockIdx.x * cols + v * kVec + e] = acc_w[e];
+          partial_b[blockIdx.x * cols + v * kVec + e] = acc_b[e];
+        }
+      }
+      return;
+    }
+  }
   if (kPerThread == 0 && partial_w)
     for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
       partial_w[blockIdx.x * cols + i] = A(0);
@@ -286,14 +337,19 @@ void CudaBackend::layer_norm_backward(void* dx, void* dweight, void* dbias, cons
     Scratch partial(*this, param_grads ? 2 * part_bytes : 0);
     A* partial_w = param_grads ? static_cast<A*>(partial.get()) : nullptr;
     A* partial_b = param_grads ? partial_w + blocks * cols : nullptr;
-    const int threads = threads_for(cols);
-    const int64_t per_thread = (cols + threads - 1) / threads;
+    // Vector rows: one 16-byte vector of columns per thread (x, dy read once per row).
+    constexpr int kVec = Vector<T>::kSize;
+    const bool vec = cols % kVec == 0 && cols / kVec <= 1024 && vector_aligned({x, dy, dx, weight ? weight : x});
+    const int threads = vec ? static_cast<int>((cols / kVec + kWarpSize - 1) / kWarpSize * kWarpSize)
+                            : threads_for(cols);
+    const int64_t per_thread = vec ? kMaxColsPerThread : (cols + threads - 1) / threads;
 // One launch per register-tile width (the kernel's name stays in the launch for the sim's
 // list of launched kernels).
 #define PETAL_LAYER_NORM_DX(K)                                                                                    \
   PETAL_LAUNCH((layer_norm_backward_dx_kernel<T, A, K>), static_cast<unsigned>(blocks), threads, 0, stream,       \
                static_cast<T*>(dx), partial_w, partial_b, static_cast<const T*>(dy), static_cast<const T*>(x),   \
-               static_cast<const A*>(mean), static_cast<const A*>(rstd), static_cast<const T*>(weight), rows, cols)
+               static_cast<const A*>(mean), static_cast<const A*>(rstd), static_cast<const T*>(weight), rows, cols, \
+               vec)
     if (rows > 0 || param_grads) {
       if (per_thread <= 1)
         PETAL_LAYER_NORM_DX(1);
