@@ -101,6 +101,13 @@ struct AttentionArgs {
   void* lse = nullptr;
   bool causal = false;
   const void* mask = nullptr; int64_t mask_strides[4] = {};  // statistics dtype; B, H, S_q, S_kv (0: broadcast)
+  // Attention dropout (0 <= dropout_p < 1): the weights P are multiplied by keep / (1 - p)
+  // after the softmax, keep from kernels/philox.h's attention_dropout_keep(seed, offset, ...);
+  // lse stays the undropped one. The backward regenerates the same mask from seed, offset.
+  double dropout_p = 0.0;
+  uint64_t dropout_seed = 0, dropout_offset = 0;
+  // Backward: dQ summed in a fixed order (no floating-point atomics), bit-reproducible.
+  bool deterministic = false;
 };
 
 /// torch.optim.AdamW's update for one contiguous parameter (step counts from 1).
@@ -246,7 +253,7 @@ Backend* cuda_backend(int index);
 
 /// What the CUDA backend plugin (libpetal_cuda) exports through petal_cuda_plugin_v1():
 /// libpetal checks `abi` and then calls through the table.
-constexpr int kCudaPluginAbi = 3;  // 3: Backend::linear_forward/backward (the fused Linear)
+constexpr int kCudaPluginAbi = 4;  // 3: Backend::linear_forward/backward (the fused Linear); 4: AttentionArgs dropout / deterministic
 struct CudaPlugin {
   int abi;
   int (*device_count)();

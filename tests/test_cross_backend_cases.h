@@ -270,6 +270,23 @@ inline std::vector<Case> fused_cases() {
          return scaled_dot_product_attention(x[0], x[1], x[2], keep, true);
        },
        true, Domain::Any, 4.0, false, {DType::bf16, DType::f16}},
+      {"attention dropout (seeded Philox; + causal)",
+       {{{1, 2, 9, 16}, {1, 2, 13, 16}, {1, 2, 13, 16}}, {{2, 1, 17, 8}, {2, 1, 17, 8}, {2, 1, 17, 8}}},
+       [](const auto& x) {
+         manual_seed(4242);  // the same mask on every device and every call (forward, backward)
+         return scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), x[0].shape()[2] == 17, -1.0, 0.3);
+       },
+       true, Domain::Any, 4.0, false, {DType::bf16, DType::f16}},
+      {"attention deterministic dQ (+ causal)",
+       {{{1, 2, 9, 16}, {1, 2, 70, 16}, {1, 2, 70, 16}}, {{1, 1, 80, 8}, {1, 1, 80, 8}, {1, 1, 80, 8}}},
+       [](const auto& x) {
+         const bool before = are_deterministic_algorithms_enabled();
+         use_deterministic_algorithms(true);  // taken by this op's backward too
+         Tensor out = scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), x[0].shape()[2] == 80);
+         use_deterministic_algorithms(before);
+         return out;
+       },
+       true, Domain::Any, 4.0, false, {DType::bf16, DType::f16}},
       {"patch_embed", {{{2, 3, 8, 8}, {5, 3, 4, 4}, {5}}},
        [](const auto& x) { return patch_embed(x[0], x[1], x[2]); }, true, Domain::Any, 4.0},
       {"fused_linear", {{{5, 7}, {3, 7}, {3}}, {{2, 3, 16}, {24, 16}, {24}}},

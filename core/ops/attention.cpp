@@ -7,13 +7,19 @@
 // Masks: a bool attn_mask becomes an additive 0 / -inf mask, a floating one is cast to the
 // statistics dtype; either is expanded (zero strides) to [B, H, S_q, S_kv] and read in place
 // by the kernels, which also apply is_causal themselves.
+// Dropout: the op reserves Philox counters of the default generator (seed, offset) for the
+// [B, H, S_q, S_kv] weights; the kernels draw the keep mask from them (kernels/philox.h) in
+// the forward and again in the backward, so the mask is never stored.
 #include <petal/autocast.h>
+#include <petal/device.h>
+#include <petal/random.h>
 #include <petal/autograd.h>
 #include <petal/ops.h>
 
 #include <cmath>
 
 #include "core/src/internal.h"
+#include "kernels/philox.h"
 
 namespace petal {
 
@@ -55,11 +61,11 @@ kernels::AttentionArgs make_args(const Tensor& q, const Tensor& k, const Tensor&
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
-  return scaled_dot_product_attention(q, k, v, Tensor(), false, scale);
+  return scaled_dot_product_attention(q, k, v, Tensor(), false, scale, 0.0);
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q_arg, const Tensor& k_arg, const Tensor& v_arg, const Tensor& attn_mask,
-                                    bool is_causal, double scale) {
+                                    bool is_causal, double scale, double dropout_p) {
   const std::vector<Tensor> cast = autocast_inputs(kOp, {q_arg, k_arg, v_arg});  // compute dtype (autocast.h)
   const Tensor &q_in = cast[0], &k_in = cast[1], &v_in = cast[2];
   detail::check_defined(kOp, q_in);
@@ -82,6 +88,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_arg, const Tensor& k_arg, co
   PETAL_CHECK(ks[2] > 0 || qs[2] == 0, kOp, ": k and v have no positions (shape ", shape_str(ks), ")");
   PETAL_CHECK(q_in.device().is_cpu() || qs[3] <= 128, kOp, ": head_dim ", qs[3], " exceeds 128 on ",
               q_in.device().str());
+  PETAL_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, kOp, ": dropout_p must be in [0, 1), got ", dropout_p);
   if (scale < 0) scale = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(qs[3], 1)));
 
   const Tensor q = unit_stride_last(q_in), k = unit_stride_last(k_in), v = unit_stride_last(v_in);
@@ -110,13 +117,25 @@ Tensor scaled_dot_product_attention(const Tensor& q_arg, const Tensor& k_arg, co
   Tensor out = empty({qs[0], qs[1], qs[2], qs[3]}, TensorOptions(q.dtype(), q.device()));
   Tensor lse = empty({qs[0], qs[1], qs[2]}, TensorOptions(stat_dtype, q.device()));
   kernels::AttentionArgs args = make_args(q, k, v, scale, mask, is_causal);
+  if (dropout_p > 0.0) {
+    Generator& gen = default_generator();
+    args.dropout_p = dropout_p;
+    args.dropout_seed = gen.seed;
+    args.dropout_offset = gen.offset;
+    gen.offset += kernels::attention_dropout_counters(qs[0] * qs[1], qs[2], ks[2]);
+  }
   args.out = out.data_ptr();
   args.lse = lse.data_ptr();
   if (out.numel() > 0) detail::backend_of(q).attention_forward(args);
 
   // Saves detached operands and the output; the closure must not hold `out` with its graph.
   Tensor out_saved = out.detach();
-  autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, out_saved, lse, scale, mask, is_causal](const Tensor& g_in) {
+  // The deterministic mode in effect at the forward decides its backward (as dropout's seed).
+  const bool deterministic = are_deterministic_algorithms_enabled();
+  const double drop_p = args.dropout_p;
+  const uint64_t drop_seed = args.dropout_seed, drop_offset = args.dropout_offset;
+  autograd::record(kOp, out, {q_in, k_in, v_in}, [q, k, v, out_saved, lse, scale, mask, is_causal, drop_p, drop_seed,
+                                                  drop_offset, deterministic](const Tensor& g_in) {
     Tensor g = g_in.dtype() == q.dtype() ? g_in.contiguous() : g_in.to(q.dtype()).contiguous();
     const TensorOptions opts(q.dtype(), q.device());
     Tensor dq = empty(q.shape(), opts), dk = empty(k.shape(), opts), dv = empty(v.shape(), opts);
@@ -127,6 +146,10 @@ Tensor scaled_dot_product_attention(const Tensor& q_arg, const Tensor& k_arg, co
       kernels::AttentionArgs a = make_args(q.detach(), k.detach(), v.detach(), scale, mask, is_causal);
       a.out = out_saved.data_ptr();
       a.lse = lse.data_ptr();
+      a.dropout_p = drop_p;
+      a.dropout_seed = drop_seed;
+      a.dropout_offset = drop_offset;
+      a.deterministic = deterministic;
       detail::backend_of(q).attention_backward(a, g.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr());
     }
     return std::vector<Tensor>{dq, dk, dv};

@@ -2,6 +2,7 @@
 #include <petal/device.h>
 #include <petal/error.h>
 
+#include <atomic>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -71,6 +72,20 @@ std::string float32_matmul_precision() {
   std::lock_guard<std::mutex> lock(precision_mutex());
   return precision_value();
 }
+
+namespace {
+std::atomic<bool>& deterministic_flag() {
+  static std::atomic<bool> flag{[] {
+    const char* env = std::getenv("PETAL_DETERMINISTIC");
+    return env != nullptr && *env != '\0' && std::strcmp(env, "0") != 0;
+  }()};
+  return flag;
+}
+}  // namespace
+
+void use_deterministic_algorithms(bool on) { deterministic_flag().store(on); }
+
+bool are_deterministic_algorithms_enabled() { return deterministic_flag().load(); }
 
 namespace kernels {
 

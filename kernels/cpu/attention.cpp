@@ -16,6 +16,10 @@
 // Masks: the additive mask (statistics dtype, strided, zero strides where broadcast) is added
 // to the scaled scores and is_causal sets key j > query i to -inf before the softmax; a row
 // left with no key gets probabilities 0 (out 0, lse -inf, no gradient).
+// Dropout (dropout_p > 0): after the softmax (and lse), P' = P * keep / (1 - p) with keep
+// from kernels/philox.h (one Philox block per 4 keys of a row); out = P' V. Backward, the
+// same mask regenerated: dV = P'^T dO, dS = P * (keep / (1 - p) * dO V^T - D) (D = rowsum(dO * O)
+// still equals rowsum(P * dP) with the dropped weights).
 #include <cblas.h>
 
 #include <cmath>
@@ -25,6 +29,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
+#include "kernels/philox.h"
 
 namespace petal::kernels {
 
@@ -79,7 +84,21 @@ template <typename C>
 struct Workspace {
   std::vector<C> q, k, v, out, dout, dq, dk, dv;  // widened operands (16-bit types)
   std::vector<C> scores, probs, dp;
+  std::vector<C> keep;  // dropout: keep / (1 - p) of one row
 };
+
+// keep[j] = 1 / (1 - p) for the kept keys of query i of pair `pair`, 0 for the dropped ones.
+template <typename C>
+void dropout_row(const AttentionArgs& a, int64_t pair, int64_t i, C* keep) {
+  const uint32_t threshold = attention_dropout_threshold(a.dropout_p);
+  const C rp = static_cast<C>(1.0 / (1.0 - a.dropout_p));
+  const int64_t skv = a.seq_kv;
+  const uint64_t base = a.dropout_offset + static_cast<uint64_t>(pair * a.seq_q + i) * static_cast<uint64_t>((skv + 3) / 4);
+  for (int64_t j0 = 0; j0 < skv; j0 += 4) {
+    const Philox4 w = philox4x32(a.dropout_seed, base + static_cast<uint64_t>(j0 / 4));
+    for (int64_t j = j0; j < std::min(skv, j0 + 4); ++j) keep[j] = w.v[j - j0] >= threshold ? rp : C(0);
+  }
+}
 
 // scores = scale Q_blk K^T (+ mask, causal -inf) and probs = softmax(scores) for query rows
 // [i0, i0 + m) of pair (b, h).
@@ -148,6 +167,13 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
           // softmax wrote exp(0) / sum = 1 / sum at the max.
           lse[i0 + r] = s[arg] == -std::numeric_limits<C>::infinity() ? s[arg] : s[arg] - std::log(w.probs[r * Skv + arg]);
         }
+        if (a.dropout_p > 0.0) {
+          w.keep.resize(static_cast<size_t>(Skv));
+          for (int64_t r = 0; r < m; ++r) {
+            dropout_row(a, pair, i0 + r, w.keep.data());
+            for (int64_t j = 0; j < Skv; ++j) w.probs[r * Skv + j] *= w.keep[j];
+          }
+        }
         gemm<C>(false, false, m, Dh, Skv, C(1), w.probs.data(), Skv, v.data, v.ld, C(0), out + i0 * Dh, Dh);
       }
       if constexpr (!kNative)
@@ -210,8 +236,17 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
           C D = 0;
           for (int64_t d = 0; d < Dh; ++d) D += dO[r * Dh + d] * o[d];
           C* ds = w.dp.data() + r * Skv;
-          const C* p = w.probs.data() + r * Skv;
-          for (int64_t j = 0; j < Skv; ++j) ds[j] = p[j] * (ds[j] - D);
+          C* p = w.probs.data() + r * Skv;
+          if (a.dropout_p > 0.0) {  // dS from P and the dropped dP; P' (for dV) in place of P
+            w.keep.resize(static_cast<size_t>(Skv));
+            dropout_row(a, pair, i0 + r, w.keep.data());
+            for (int64_t j = 0; j < Skv; ++j) {
+              ds[j] = p[j] * (w.keep[j] * ds[j] - D);
+              p[j] *= w.keep[j];
+            }
+          } else {
+            for (int64_t j = 0; j < Skv; ++j) ds[j] = p[j] * (ds[j] - D);
+          }
         }
         const C beta = i0 == 0 ? C(0) : C(1);
         gemm<C>(false, false, m, Dh, Skv, scale, w.dp.data(), Skv, k.data, k.ld, C(0), dq + i0 * Dh, Dh);

@@ -24,9 +24,12 @@
 // multiple of 8, 16-byte aligned rows) go to flash_attention.cu instead; these kernels take
 // f32/f64 and the rest. Masks: the additive mask (accumulator type, strided) is added to
 // the scaled score and is_causal scores key j > query i as -inf; a row with no key left
-// gets out 0 and lse -inf, and P = 0 in the backward. Tile sizes keep shared memory under 48 KB for
+// gets out 0 and lse -inf, and P = 0 in the backward. Dropout: the weights are multiplied by
+// keep / (1 - p) after the softmax (the normalizer stays the undropped sum); the backward
+// regenerates keep from (seed, offset) per element: dS = P * (keep / (1 - p) * dP - D). Tile sizes keep shared memory under 48 KB for
 // head_dim <= 128 (core/ rejects larger head dims on this backend).
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/philox.h"
 
 namespace petal::kernels::PETAL_CUDA_NS {
 
@@ -89,6 +92,17 @@ __device__ inline A masked_score(const AttentionArgs& a, const A* mrow, A s, int
   return mrow != nullptr ? s + mrow[j * a.mask_strides[3]] : s;
 }
 
+/// Dropout factor of the weight of query i, key j of pair `pair`: keep / (1 - p) (1 without
+/// dropout); the keep mask is kernels/philox.h's, the same on every backend.
+template <typename A>
+__device__ inline A dropout_factor(const AttentionArgs& a, int64_t pair, int64_t i, int64_t j) {
+  if (a.dropout_p <= 0.0) return A(1);
+  return attention_dropout_keep(a.dropout_seed, a.dropout_offset, attention_dropout_threshold(a.dropout_p), pair,
+                                a.seq_q, a.seq_kv, i, j)
+             ? static_cast<A>(1.0 / (1.0 - a.dropout_p))
+             : A(0);
+}
+
 template <typename T, typename A, int kThreads, int Br, int Bc, int kMaxDh>
 static __global__ void attention_forward_kernel(AttentionArgs a) {
   constexpr int kTpr = kThreads / Br;  // lanes per query row
@@ -137,8 +151,8 @@ PETAL_UNROLL
 PETAL_UNROLL
     for (int j = 0; j < kCols; ++j) {
       const A p = dmath::exp(s[j] - base);
-      ps[r * (Bc + 1) + sub + j * kTpr] = p;
-      psum += p;
+      ps[r * (Bc + 1) + sub + j * kTpr] = p * dropout_factor<A>(a, pair, q0 + r, kv0 + sub + j * kTpr);
+      psum += p;  // the normalizer is the undropped one
     }
     psum = group_reduce<kTpr>(psum, SumOp());
     l = l * alpha + psum;
@@ -225,7 +239,7 @@ PETAL_UNROLL
       if (row_live && kv0 + c < Skv) {
         const A p = dmath::exp(
             masked_score(a, mrow, dot_shared(qs + r * ld, ks + c * ld, Dh) * scale, q0 + r, kv0 + c) - lse);
-        ds = p * (dot_shared(dos + r * ld, vs + c * ld, Dh) - D);
+        ds = p * (dropout_factor<A>(a, pair, q0 + r, kv0 + c) * dot_shared(dos + r * ld, vs + c * ld, Dh) - D);
       }
       dss[r * (Bc + 1) + c] = ds;
     }
@@ -297,7 +311,9 @@ PETAL_UNROLL
         p = dmath::exp(masked_score(a, mask_row<A>(a, b, h, q0 + r), dot_shared(qs + r * ld, ks + c * ld, Dh) * scale,
                                     q0 + r, kv0 + c) -
                        lses[r]);
-        ds = p * (dot_shared(dos + r * ld, vs + c * ld, Dh) - deltas[r]);
+        const A f = dropout_factor<A>(a, pair, q0 + r, kv0 + c);
+        ds = p * (f * dot_shared(dos + r * ld, vs + c * ld, Dh) - deltas[r]);
+        p *= f;  // dV takes the dropped weights
       }
       pt[c * (Br + 1) + r] = p;
       dst[c * (Br + 1) + r] = ds;

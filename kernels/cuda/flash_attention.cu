@@ -41,6 +41,7 @@
 // 16-byte aligned and their B/H/S strides multiples of 8 elements (cp.async moves 16 bytes).
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/ptx.cuh"
+#include "kernels/philox.h"
 
 namespace petal::kernels::PETAL_CUDA_NS {
 
@@ -121,7 +122,19 @@ __device__ inline int b_frag_offset(int lane, int row0, int col0, int ld) {
   return (row0 + lane % 8 + 8 * (lane / 16)) * ld + col0 + 8 * ((lane / 8) % 2);
 }
 
-template <typename T, int kD>
+/// Dropout keep of the weights (row, col) and (row, col + 1), col even (both in one Philox
+/// block of kernels/philox.h's attention mask): bit 0 and bit 1.
+__device__ inline unsigned dropout_keep_pair(const AttentionArgs& a, uint32_t threshold, int64_t pair, int64_t row,
+                                             int64_t col) {
+  const uint64_t counter = a.dropout_offset +
+                           static_cast<uint64_t>(pair * a.seq_q + row) * static_cast<uint64_t>((a.seq_kv + 3) / 4) +
+                           static_cast<uint64_t>(col / 4);
+  const Philox4 w = philox4x32(a.dropout_seed, counter);
+  const bool hi = (col & 2) != 0;
+  return ((hi ? w.v[2] : w.v[0]) >= threshold ? 1u : 0u) | ((hi ? w.v[3] : w.v[1]) >= threshold ? 2u : 0u);
+}
+
+template <typename T, int kD, bool kDropout>
 static __global__ void flash_attention_forward_kernel(AttentionArgs a) {
   constexpr int P = pitch<kD>();
   constexpr int Bc = forward_cols<kD>();
@@ -174,6 +187,7 @@ PETAL_UNROLL
     for (int i = 0; i < 4; ++i) o[n][i] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g and g + 8 (log2 units)
   const float scale_log2 = static_cast<float>(a.scale) * kLog2e;
+  const uint32_t drop_threshold = kDropout ? attention_dropout_threshold(a.dropout_p) : 0u;
 
   for (int t = 0; t < n_tiles; ++t) {
     if (t + 1 < n_tiles) {
@@ -243,6 +257,16 @@ PETAL_UNROLL
       }
 PETAL_UNROLL
     for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rs[r];  // this lane's columns only
+    if constexpr (kDropout) {  // dropped weights leave P V; l stays the undropped sum
+PETAL_UNROLL
+      for (int j = 0; j < kSTiles; ++j)
+PETAL_UNROLL
+        for (int r = 0; r < 2; ++r) {
+          const unsigned keep = dropout_keep_pair(a, drop_threshold, pair, qrow[r], kv0 + 8 * j + 2 * tq);
+          if ((keep & 1u) == 0) s[j][2 * r] = 0.0f;
+          if ((keep & 2u) == 0) s[j][2 * r + 1] = 0.0f;
+        }
+    }
 PETAL_UNROLL
     for (int n = 0; n < kOTiles; ++n)
 PETAL_UNROLL
@@ -277,7 +301,8 @@ PETAL_UNROLL
   for (int r = 0; r < 2; ++r) {
     const int64_t row = q0 + warp * 16 + g + 8 * r;
     if (row >= Sq) continue;
-    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;  // a row with every key masked gives 0
+    // A row with every key masked gives 0; dropout scales the kept weights by 1 / (1 - p).
+    const float inv = l[r] > 0.0f ? (kDropout ? static_cast<float>(1.0 / (1.0 - a.dropout_p)) : 1.0f) / l[r] : 0.0f;
     T* orow = out + (pair * Sq + row) * dh;
 PETAL_UNROLL
     for (int n = 0; n < kOTiles; ++n) {
@@ -288,11 +313,12 @@ PETAL_UNROLL
   }
 }
 
-// delta[row] = sum_d dout[row, d] * out[row, d] and a zeroed row of the dQ accumulator; one
-// warp per row (blockDim.x % 32 == 0).
+// delta[row] = sum_d dout[row, d] * out[row, d] and a zeroed row in each of the `slices` dQ
+// accumulators (1, or one per K/V block in the deterministic mode); one warp per row
+// (blockDim.x % 32 == 0).
 template <typename T>
 static __global__ void flash_attention_backward_prep_kernel(const T* dout, const T* out, float* delta, float* dq_acc,
-                                                            int64_t rows, int64_t dh) {
+                                                            int slices, int64_t rows, int64_t dh) {
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / kWarpSize;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / kWarpSize;
@@ -300,16 +326,16 @@ static __global__ void flash_attention_backward_prep_kernel(const T* dout, const
     float s = 0.0f;
     for (int64_t d = lane; d < dh; d += kWarpSize) {
       s += to_acc(dout[row * dh + d]) * to_acc(out[row * dh + d]);
-      dq_acc[row * dh + d] = 0.0f;
+      for (int x = 0; x < slices; ++x) dq_acc[(x * rows + row) * dh + d] = 0.0f;
     }
     s = warp_reduce(s, SumOp());
     if (lane == 0) delta[row] = s;
   }
 }
 
-template <typename T, int kD>
+template <typename T, int kD, bool kDropout>
 static __global__ void flash_attention_backward_kernel(AttentionArgs a, const T* dout, const float* delta,
-                                                       float* dq_acc, T* dk, T* dv) {
+                                                       float* dq_acc, int64_t dq_block_stride, T* dk, T* dv) {
   constexpr int P = pitch<kD>();
   constexpr int Br = backward_rows<kD>();
   constexpr int Pd = Br + 8;                    // pitch of dS^T [keys][queries]
@@ -338,6 +364,8 @@ static __global__ void flash_attention_backward_kernel(AttentionArgs a, const T*
   const float* lse = static_cast<const float*>(a.lse) + pair * Sq;
   const float* D = delta + pair * Sq;
   const float scale = static_cast<float>(a.scale), scale_log2 = scale * kLog2e;
+  const uint32_t drop_threshold = kDropout ? attention_dropout_threshold(a.dropout_p) : 0u;
+  const float drop_scale = kDropout ? static_cast<float>(1.0 / (1.0 - a.dropout_p)) : 1.0f;
   const int n_tiles = static_cast<int>((Sq + Br - 1) / Br);
   // Causal: query tiles wholly before this block's first key have P = 0.
   const int t_start = a.causal ? static_cast<int>(kv0 / Br) : 0;
@@ -383,6 +411,21 @@ PETAL_UNROLL
     const T* dos = qs + kQElems;
     const float* lse2 = stats + (t % 2) * 2 * Br;
     const float* Ds = lse2 + Br;
+    // Dropout: the keep bits of this lane's S^T elements (bit 4 j + i), drawn before the
+    // S^T / dP^T accumulators are live (fewer registers at the peak).
+    uint32_t keep_bits = 0;
+    if constexpr (kDropout) {
+      static_assert(kQTiles * 4 <= 32, "one bit per element");
+PETAL_UNROLL
+      for (int j = 0; j < kQTiles; ++j)
+PETAL_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          const int64_t qi = static_cast<int64_t>(t) * Br + 8 * j + 2 * tq + i % 2;
+          const int64_t key = kv0 + warp * 16 + g + 8 * (i / 2);
+          if (attention_dropout_keep(a.dropout_seed, a.dropout_offset, drop_threshold, pair, Sq, Skv, qi, key))
+            keep_bits |= 1u << (4 * j + i);
+        }
+    }
 
     // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys.
     float st[kQTiles][4], dpt[kQTiles][4];
@@ -420,8 +463,14 @@ PETAL_UNROLL
         if (a.causal && key > qi) live = false;
         if (live && mask != nullptr && qi < Sq) x += mask[qi * a.mask_strides[2] + key * a.mask_strides[3]] * kLog2e;
         const float p = live ? exp2f(x - lse2[c]) : 0.0f;
-        st[j][i] = p;
-        dpt[j][i] = p * (dpt[j][i] - Ds[c]) * scale;
+        if constexpr (kDropout) {  // P' = P keep / (1 - p) for dV; dS = P (dP' keep / (1 - p) - D)
+          const float f = (keep_bits >> (4 * j + i)) & 1u ? drop_scale : 0.0f;
+          st[j][i] = p * f;
+          dpt[j][i] = p * (f * dpt[j][i] - Ds[c]) * scale;
+        } else {
+          st[j][i] = p;
+          dpt[j][i] = p * (dpt[j][i] - Ds[c]) * scale;
+        }
       }
     // dV += P^T dO, dK += dS^T Q: the accumulators of n-tiles 2kk, 2kk + 1 are A fragments.
 PETAL_UNROLL
@@ -480,7 +529,11 @@ PETAL_UNROLL
       for (int i = 0; i < 4; ++i) {
         const int64_t row = qrow0 + 8 * (i / 2);
         const int col = dg * 32 + 8 * n + 2 * tq + i % 2;
-        if (row < Sq && col < dh) atomicAdd(dq_acc + (pair * Sq + row) * dh + col, dqa[n][i]);
+        // Deterministic mode (dq_block_stride != 0): into this block's own zeroed slice, where
+        // each element receives this one addition (0 + x = x: no order to depend on).
+        if (row < Sq && col < dh)
+          atomicAdd(dq_acc + static_cast<int64_t>(blockIdx.x) * dq_block_stride + (pair * Sq + row) * dh + col,
+                    dqa[n][i]);
       }
     __syncthreads();  // dS^T and stage t % 2 are rewritten by the next iteration
   }
@@ -507,6 +560,22 @@ static __global__ void flash_attention_backward_dq_kernel(const float* dq_acc, T
     dq[i] = from_acc<T>(dq_acc[i]);
 }
 
+// Deterministic mode: dq = sum over the K/V blocks x (in order) of their partial dQ slices
+// parts[x] (n = rows * dh elements each). Causal: block x skipped the query tiles t below
+// x * 64 / Br (its slice holds zeros there), so they are not read.
+template <typename T>
+static __global__ void flash_attention_backward_dq_reduce_kernel(const float* parts, T* dq, int64_t n, int64_t sq,
+                                                                 int64_t dh, int kv_blocks, int br, bool causal) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = (i / dh) % sq / br;  // query tile of this element
+    float s = 0.0f;
+    for (int x = 0; x < kv_blocks; ++x)
+      if (!causal || t >= static_cast<int64_t>(x) * kFlashCols / br) s += parts[x * n + i];
+    dq[i] = from_acc<T>(s);
+  }
+}
+
 inline unsigned tiles(int64_t n, int tile) { return static_cast<unsigned>((n + tile - 1) / tile); }
 
 template <typename T, int kD>
@@ -521,23 +590,28 @@ constexpr size_t backward_smem_bytes() {
          static_cast<size_t>(4 * Br) * sizeof(float);
 }
 
-template <typename T, int kD>
+template <typename T, int kD, bool kDropout>
 void launch_forward(const AttentionArgs& a, Stream stream) {
   constexpr size_t smem = forward_smem_bytes<T, kD>();
   if (smem > 48 * 1024)
-    opt_in_dynamic_shared_memory("flash_attention_forward_kernel", flash_attention_forward_kernel<T, kD>, smem);
-  PETAL_LAUNCH((flash_attention_forward_kernel<T, kD>), dim3(tiles(a.seq_q, kFlashRows), static_cast<unsigned>(a.batch * a.heads)),
-               kFlashThreads, smem, stream, a);
+    opt_in_dynamic_shared_memory("flash_attention_forward_kernel", flash_attention_forward_kernel<T, kD, kDropout>,
+                                 smem);
+  PETAL_LAUNCH((flash_attention_forward_kernel<T, kD, kDropout>),
+               dim3(tiles(a.seq_q, kFlashRows), static_cast<unsigned>(a.batch * a.heads)), kFlashThreads, smem, stream,
+               a);
 }
 
-template <typename T, int kD>
+template <typename T, int kD, bool kDropout>
 void launch_backward(const AttentionArgs& a, const T* dout, const float* delta, float* dq_acc, T* dk, T* dv,
                      Stream stream) {
   constexpr size_t smem = backward_smem_bytes<T, kD>();
   if (smem > 48 * 1024)
-    opt_in_dynamic_shared_memory("flash_attention_backward_kernel", flash_attention_backward_kernel<T, kD>, smem);
-  PETAL_LAUNCH((flash_attention_backward_kernel<T, kD>), dim3(tiles(a.seq_kv, kFlashCols), static_cast<unsigned>(a.batch * a.heads)),
-               kFlashThreads, smem, stream, a, dout, delta, dq_acc, dk, dv);
+    opt_in_dynamic_shared_memory("flash_attention_backward_kernel", flash_attention_backward_kernel<T, kD, kDropout>,
+                                 smem);
+  PETAL_LAUNCH((flash_attention_backward_kernel<T, kD, kDropout>),
+               dim3(tiles(a.seq_kv, kFlashCols), static_cast<unsigned>(a.batch * a.heads)), kFlashThreads, smem,
+               stream, a, dout, delta, dq_acc, a.deterministic ? a.batch * a.heads * a.seq_q * a.head_dim : int64_t(0),
+               dk, dv);
 }
 
 template <typename T, typename F>
@@ -566,7 +640,12 @@ bool flash_attention_applies(const AttentionArgs& a) {
 void flash_attention_forward(const AttentionArgs& a, Stream stream) {
   const auto run = [&](auto tag) {
     using T = typename decltype(tag)::type;
-    dispatch_head_dim<T>(a.head_dim, [&](auto d) { launch_forward<T, decltype(d)::value>(a, stream); });
+    dispatch_head_dim<T>(a.head_dim, [&](auto d) {
+      if (a.dropout_p > 0.0)
+        launch_forward<T, decltype(d)::value, true>(a, stream);
+      else
+        launch_forward<T, decltype(d)::value, false>(a, stream);
+    });
   };
   if (a.dtype == DType::bf16)
     run(TypeTag<bf16>{});
@@ -577,22 +656,35 @@ void flash_attention_forward(const AttentionArgs& a, Stream stream) {
 void flash_attention_backward(CudaBackend& backend, const AttentionArgs& a, const void* dout, void* dq, void* dk,
                               void* dv, Stream stream) {
   const int64_t rows = a.batch * a.heads * a.seq_q;
+  const int kv_blocks = static_cast<int>(tiles(a.seq_kv, kFlashCols));
+  // The f32 dQ accumulator, or (deterministic) one partial dQ slice per K/V block.
+  const int64_t acc_elems = rows * a.head_dim * (a.deterministic ? kv_blocks : 1);
   float* delta = static_cast<float*>(backend.allocate(static_cast<size_t>(rows) * sizeof(float)));
   float* dq_acc = nullptr;
   try {
-    dq_acc = static_cast<float*>(backend.allocate(static_cast<size_t>(rows * a.head_dim) * sizeof(float)));
+    dq_acc = static_cast<float*>(backend.allocate(static_cast<size_t>(acc_elems) * sizeof(float)));
     const auto run = [&](auto tag) {
       using T = typename decltype(tag)::type;
       constexpr int kPrepThreads = 128;
       PETAL_LAUNCH((flash_attention_backward_prep_kernel<T>), grid_for(rows * kWarpSize, kPrepThreads),
-                   kPrepThreads, 0, stream, static_cast<const T*>(dout), static_cast<const T*>(a.out), delta, dq_acc,
-                   rows, a.head_dim);
+                   kPrepThreads, 0, stream, static_cast<const T*>(dout), static_cast<const T*>(a.out), delta,
+                   dq_acc, a.deterministic ? kv_blocks : 1, rows, a.head_dim);
       dispatch_head_dim<T>(a.head_dim, [&](auto d) {
-        launch_backward<T, decltype(d)::value>(a, static_cast<const T*>(dout), delta, dq_acc, static_cast<T*>(dk),
-                                               static_cast<T*>(dv), stream);
+        constexpr int kD = decltype(d)::value;
+        if (a.dropout_p > 0.0)
+          launch_backward<T, kD, true>(a, static_cast<const T*>(dout), delta, dq_acc, static_cast<T*>(dk),
+                                       static_cast<T*>(dv), stream);
+        else
+          launch_backward<T, kD, false>(a, static_cast<const T*>(dout), delta, dq_acc, static_cast<T*>(dk),
+                                        static_cast<T*>(dv), stream);
+        if (a.deterministic)
+          PETAL_LAUNCH((flash_attention_backward_dq_reduce_kernel<T>), grid_for(rows * a.head_dim), kBlockSize, 0,
+                       stream, static_cast<const float*>(dq_acc), static_cast<T*>(dq), rows * a.head_dim, a.seq_q,
+                       a.head_dim, kv_blocks, backward_rows<kD>(), a.causal);
       });
-      PETAL_LAUNCH((flash_attention_backward_dq_kernel<T>), grid_for(rows * a.head_dim), kBlockSize, 0, stream,
-                   static_cast<const float*>(dq_acc), static_cast<T*>(dq), rows * a.head_dim);
+      if (!a.deterministic)
+        PETAL_LAUNCH((flash_attention_backward_dq_kernel<T>), grid_for(rows * a.head_dim), kBlockSize, 0, stream,
+                     static_cast<const float*>(dq_acc), static_cast<T*>(dq), rows * a.head_dim);
     };
     if (a.dtype == DType::bf16)
       run(TypeTag<bf16>{});

@@ -45,6 +45,14 @@ void set_float32_matmul_precision(const std::string& precision);
 /// The current float32 matmul precision: "highest", "high" or "medium".
 std::string float32_matmul_precision();
 
+/// As torch.use_deterministic_algorithms: when on, kernels that would otherwise add
+/// floating-point values with atomics in an unfixed order (the bf16/f16 flash attention dQ on
+/// cuda/sim) use a fixed-order reduction instead, so results are bit-reproducible run to run.
+/// Off by default (PETAL_DETERMINISTIC=1 turns it on). An op's backward uses the mode that was
+/// in effect when its forward ran.
+void use_deterministic_algorithms(bool on);
+bool are_deterministic_algorithms_enabled();
+
 namespace sim {
 /// True when this build contains the SIMT simulator backend.
 bool is_available();

@@ -108,8 +108,11 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 /// The same with an optional attn_mask broadcastable to [B, H, S_q, S_kv] (bool: true takes
 /// part; floating: added to the scaled scores; no gradient flows to it) and is_causal (key j
 /// > query i excluded, PyTorch's top-left alignment). Rows with no key left give zeros.
+/// dropout_p in [0, 1): attention dropout on the softmax weights (kept ones scaled by
+/// 1 / (1 - p)), drawn from the default generator (seeded Philox, the same mask on every
+/// backend; the backward regenerates it). Pass 0 outside training, as torch's functional form.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
-                                    bool is_causal = false, double scale = -1.0);
+                                    bool is_causal = false, double scale = -1.0, double dropout_p = 0.0);
 /// Fused Linear (core/ops/linear.cpp): act(x W^T + bias) for x [..., in], weight [out, in],
 /// bias [out] (may be undefined), activation "none", "gelu" (erf) or "gelu_tanh"; on cuda
 /// the bias, the tanh GELU and the bias gradient ride in cuBLASLt epilogues.
