@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <petal/error.h>
+#include <petal/ops.h>
 
 namespace petal::detail {
 namespace {
@@ -33,9 +34,26 @@ void run_deferred_checks() {
   tls_running = true;  // the flags' own copies to the host come back here
   std::string failure;
   try {
-    for (const Pending& p : pending) {
-      if (p.flag.item() != 0.0) {
-        failure = p.message();
+    // One copy to the host for all the flags on a device (stacked there), not one per check:
+    // a training loop that reads its metrics every N steps has N checks pending.
+    std::vector<double> values(pending.size(), 0.0);
+    std::vector<bool> done(pending.size(), false);
+    for (size_t i = 0; i < pending.size(); ++i) {
+      if (done[i]) continue;
+      std::vector<size_t> group;
+      std::vector<Tensor> flags;
+      for (size_t j = i; j < pending.size(); ++j)
+        if (!done[j] && pending[j].flag.device() == pending[i].flag.device()) {
+          group.push_back(j);
+          flags.push_back(pending[j].flag.reshape({1}).to(DType::f64));
+          done[j] = true;
+        }
+      const std::vector<double> v = (flags.size() == 1 ? flags[0] : cat(flags)).to(kCPU).tolist<double>();
+      for (size_t k = 0; k < group.size(); ++k) values[group[k]] = v[k];
+    }
+    for (size_t i = 0; i < pending.size(); ++i) {
+      if (values[i] != 0.0) {
+        failure = pending[i].message();  // the first failure, in the order the ops were issued
         break;
       }
     }

@@ -4,6 +4,8 @@
 // simulator build. Memory and copies go through the runtime layer (runtime.h), which on
 // CUDA allocates from the device's stream-ordered pool and stages host copies through
 // pinned buffers.
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -14,6 +16,12 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/runtime.h"
+
+#ifdef PETAL_SIM_COMPILE
+namespace petal::kernels::sim_impl {
+void record_sim_host_sync();
+}
+#endif
 
 namespace petal::kernels::PETAL_CUDA_NS {
 
@@ -37,11 +45,17 @@ void CudaBackend::copy_from_host(void* dst, const void* src, size_t nbytes) {
 void CudaBackend::copy_to_host(void* dst, const void* src, size_t nbytes) {
   if (nbytes == 0) return;
   activate();
+#ifdef PETAL_SIM_COMPILE
+  record_sim_host_sync();  // a device-to-host copy waits for the device
+#endif
   rt_memcpy_d2h(dst, src, nbytes);
 }
 
 void CudaBackend::synchronize() {
   activate();
+#ifdef PETAL_SIM_COMPILE
+  record_sim_host_sync();
+#endif
   rt_synchronize();
 }
 
@@ -66,6 +80,17 @@ void record_sim_launch(const char* name) {
   std::lock_guard<std::mutex> lock(launch_mutex());
   launch_names().emplace(name);
 }
+
+namespace {
+std::atomic<int64_t> g_host_syncs{0};
+}
+
+void record_sim_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
+
+/// How many times the host has waited for the simulated device in this process (copies to
+/// the host and synchronize() calls): what a real GPU would stall the CPU for. Tests count
+/// them per training step (tests/test_vit_flowers.cpp), finding this by name (weak).
+int64_t host_sync_count() { return g_host_syncs.load(std::memory_order_relaxed); }
 
 /// Names of the kernels the simulator has launched in this process, reduced to the
 /// kernel's identifier ("(unary_strided_kernel<T, A>)" -> "unary_strided_kernel").
