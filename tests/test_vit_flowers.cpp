@@ -13,7 +13,14 @@
 
 #include <functional>
 
-#include "examples/vit_flowers/trainer.cpp"  // NOLINT: the program's flow, not a copy of it
+// The program's flow, not a copy of it (every examples/vit_flowers source but main.cpp).
+#include "examples/vit_flowers/interrupt.cpp"  // NOLINT
+#include "examples/vit_flowers/metrics.cpp"    // NOLINT
+#include "examples/vit_flowers/plot.cpp"       // NOLINT
+#include "examples/vit_flowers/predict.cpp"    // NOLINT
+#include "examples/vit_flowers/progress.cpp"   // NOLINT
+#include "examples/vit_flowers/trainer.cpp"    // NOLINT
+#include "examples/vit_flowers/workflow.cpp"   // NOLINT
 #include "testing.h"
 
 namespace fs = std::filesystem;

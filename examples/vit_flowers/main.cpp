@@ -5,23 +5,30 @@
 //                       [--epochs E] [--batch-size B] [--lr LR] [--lrf F] [--optimizer sgd|adamw]
 //                       [--weights FILE] [--freeze-layers] [--device cpu|sim|cuda] [--workers N]
 //                       [--out DIR] [--resume CKPT] ...   (see --help)
-//   vit_flowers predict --weights CKPT --image IMG [--class-indices JSON] [--top K] [--device D]
+//   vit_flowers predict --weights CKPT --image IMG|DIR [--out OUT.png] [--csv OUT.csv] [--top K] ...
 //   vit_flowers synth   --out DIR [--per-class N] [--size S] [--seed S] [--format jpg|png]
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <set>
 #include <string>
 
+#include "interrupt.h"
+#include "plot.h"
+#include "predict.h"
 #include "trainer.h"
 
 namespace {
 
 const char* kUsage = R"(usage:
   vit_flowers train [options]      train a ViT (on --data, or on generated flowers)
-  vit_flowers predict --weights CKPT --image IMG [--class-indices JSON] [--top K] [--device D]
-                      [--max-image-pixels N]
+  vit_flowers predict --weights CKPT --image IMG|DIR [--out OUT.png] [--csv OUT.csv]
+                      [--class-indices JSON] [--top K] [--device D] [--max-image-pixels N]
+        one image: prints "daisy: 97.31%" and the ranking; --out writes the image with that title
+        a folder:  classifies every image below it, writes --csv (path,class,confidence,top_k)
+                   [predictions.csv]
   vit_flowers synth --out DIR [--per-class N] [--size S] [--seed S] [--format jpg|png]
 
 train options (defaults: with --data, the seed's recipe; without, a small run that finishes
@@ -57,6 +64,11 @@ in a few minutes on a 2-core CPU):
   --resume CKPT          continue from a checkpoint-last.safetensors
   --seed S                                                                [0]
   --quiet                no per-batch progress lines
+  --log-every N          read loss/accuracy from the device every N steps  [10 on a terminal, else a tenth of a pass]
+  --work-flow W          the seed's Runner workflow; epochs count train passes [train:1,val:1]
+  --no-plots             do not draw curves.png
+  --cache-mb M           in-memory cache of decoded images, MiB; 0 = off      [1024]
+  --cache-short-side S   shrink cached images to this shorter side; 0 = as decoded [0]
   --distributed          data-parallel over the processes of mpirun -np N (docs/distributed.md):
                          --batch-size per process; only rank 0 writes outputs
 )";
@@ -183,27 +195,51 @@ int cmd_train(const Args& a) {
   c.resume = a.str("resume", "");
   c.seed = static_cast<uint64_t>(a.i64("seed", 0));
   c.progress = a.flags.count("quiet") == 0;
+  c.log_every = a.i64("log-every", c.log_every);
+  c.work_flow = a.str("work-flow", c.work_flow);
+  c.plots = a.flags.count("no-plots") == 0;
+  c.cache_mb = a.i64("cache-mb", c.cache_mb);
+  c.cache_short_side = a.i64("cache-short-side", c.cache_short_side);
   c.distributed = a.flags.count("distributed") != 0;
   if (c.distributed) petal::distributed::init();
   const bool main_rank = petal::distributed::is_main_process();
   if (main_rank)
     std::cout << "vit_flowers train: " << (synthetic ? "synthetic flowers (no --data)" : "dataset " + c.data_dir) << ", device "
             << c.device << ", output " << c.out_dir << "\n";
+  vit_flowers::install_interrupt_handler();  // Ctrl-C: finish the step, save, exit 130
   vit_flowers::TrainResult r = vit_flowers::train(c, std::cout);
+  if (r.interrupted) return vit_flowers::kInterruptedExitCode;
   if (r.history.empty() && main_rank) std::cout << "nothing to do: the checkpoint already covers " << c.epochs << " epochs\n";
   return 0;
 }
 
 int cmd_predict(const Args& a) {
-  PETAL_CHECK(a.has("weights") && a.has("image"), "predict needs --weights CKPT and --image IMG");
-  auto ranked = vit_flowers::predict(a.str("weights", ""), a.str("image", ""), a.str("class-indices", ""),
-                                     a.i64("top", 5), a.str("device", "cpu"),
-                                     a.i64("max-image-pixels", petal::data::kDefaultMaxImagePixels));
-  std::cout << a.str("image", "") << ":\n";
+  PETAL_CHECK(a.has("weights") && a.has("image"), "predict needs --weights CKPT and --image IMG (or a folder)");
+  const std::string image = a.str("image", "");
+  const int64_t max_pixels = a.i64("max-image-pixels", petal::data::kDefaultMaxImagePixels);
+  const vit_flowers::Predictor predictor(a.str("weights", ""), a.str("class-indices", ""), a.str("device", "cpu"), max_pixels);
+  const int64_t top = a.i64("top", 5);
+  if (std::filesystem::is_directory(image)) {
+    PETAL_CHECK(!a.has("out"), "predict: --out draws one image; for the folder '", image, "' use --csv OUT.csv");
+    const std::string csv = a.str("csv", "predictions.csv");
+    const int64_t n = vit_flowers::predict_folder(predictor, image, csv, top, std::cout);
+    std::cout << "classified " << n << " images of " << image << ": " << csv << "\n";
+    return 0;
+  }
+  PETAL_CHECK(!a.has("csv"), "predict: --csv is for a folder of images; '", image, "' is one image (use --out OUT.png)");
+  const petal::Tensor decoded = petal::data::read_image(image, 3, max_pixels);
+  const auto ranked = predictor.classify(decoded, image, top);
+  const std::string title = vit_flowers::prediction_title(ranked.front().first, ranked.front().second);
+  std::cout << image << ": " << title << "\n";
   for (const auto& [name, p] : ranked) {
     char line[128];
     std::snprintf(line, sizeof(line), "  %-12s %.4f\n", name.c_str(), p);
     std::cout << line;
+  }
+  if (a.has("out")) {
+    const std::string out = a.str("out", "");
+    vit_flowers::write_prediction_image(decoded, title, out, vit_flowers::default_font());
+    std::cout << "wrote " << out << "\n";
   }
   return 0;
 }
@@ -239,11 +275,12 @@ int main(int argc, char** argv) {
                              {"data", "synthetic", "synthetic-size", "synthetic-format", "model", "img-size", "patch-size", "width", "depth",
                               "heads", "drop-path", "epochs", "batch-size", "optimizer", "lr", "lrf", "momentum",
                               "weight-decay", "warmup-epochs", "label-smoothing", "clip-grad", "min-crop-scale",
-                              "val-ratio", "weights", "device", "amp", "workers", "out", "resume", "seed", "max-image-pixels"},
-                             {"freeze-layers", "quiet", "distributed"}));
+                              "val-ratio", "weights", "device", "amp", "workers", "out", "resume", "seed", "max-image-pixels",
+                              "log-every", "work-flow", "cache-mb", "cache-short-side"},
+                             {"freeze-layers", "quiet", "distributed", "no-plots"}));
     }
     if (cmd == "predict") {
-      return cmd_predict(parse(argc, argv, {"weights", "image", "class-indices", "top", "device", "max-image-pixels"}, {}));
+      return cmd_predict(parse(argc, argv, {"weights", "image", "class-indices", "top", "device", "max-image-pixels", "out", "csv"}, {}));
     }
     if (cmd == "synth") return cmd_synth(parse(argc, argv, {"out", "per-class", "size", "seed", "format"}, {}));
     std::cerr << "vit_flowers: unknown command '" << cmd << "'\n" << kUsage;

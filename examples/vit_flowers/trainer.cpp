@@ -6,6 +6,12 @@
 // writes files (class indices, checkpoints; the synthetic data, before a barrier).
 #include "trainer.h"
 
+#include "interrupt.h"
+#include "metrics.h"
+#include "plot.h"
+#include "progress.h"
+#include "workflow.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -16,10 +22,12 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <tuple>
 #include <sstream>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <petal/data/cache.h>
 
 using namespace petal;
 namespace fs = std::filesystem;
@@ -42,58 +50,70 @@ double now_seconds() {
   return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
 }
 
-/// Counts argmax(logits) == labels on the host.
-int64_t count_correct(const Tensor& logits, const Tensor& labels) {
-  const auto pred = argmax(logits.detach(), 1).cpu().tolist<int64_t>();
-  const auto truth = labels.cpu().tolist<int64_t>();
-  int64_t n = 0;
-  for (size_t i = 0; i < pred.size(); ++i) n += pred[i] == truth[i];
-  return n;
-}
-
-/// Progress for a pass over a loader: '\r'-updated on a terminal, ~10 lines otherwise.
-class Progress {
- public:
-  Progress(std::ostream& log, bool enabled, std::string tag, int64_t total)
-      : log_(log), enabled_(enabled), tag_(std::move(tag)), total_(total), tty_(::isatty(STDOUT_FILENO) && &log == &std::cout) {}
-  void update(int64_t step, double loss, double acc) {
-    if (!enabled_) return;
-    const int64_t every = std::max<int64_t>(1, total_ / 10);
-    if (!tty_ && step % every != 0 && step != total_) return;
-    std::ostringstream line;
-    line << tag_ << " " << std::setw(4) << step << "/" << total_ << "  loss: " << std::fixed << std::setprecision(3) << loss
-         << ", acc: " << std::setprecision(3) << acc;
-    if (tty_) {
-      log_ << "\r" << line.str() << std::flush;
-      if (step == total_) log_ << "\n";
-    } else {
-      log_ << line.str() << "\n" << std::flush;
-    }
+/// Running sums of a pass, kept on the training device so that no step waits for it: the
+/// loss times the batch size and the number of correct predictions, both f64 (exact counts).
+/// read() copies them to the host (one synchronization), every --log-every steps and at the
+/// end of the pass. `base` holds what an interrupted pass had reached (--resume).
+struct DeviceTotals {
+  Tensor loss_sum, correct;
+  double base_loss = 0, base_correct = 0;
+  DeviceTotals(Device device, double loss0, double correct0)
+      : loss_sum(zeros({}, TensorOptions(DType::f64, device))), correct(zeros({}, TensorOptions(DType::f64, device))),
+        base_loss(loss0), base_correct(correct0) {}
+  void add(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t batch) {
+    loss_sum.add_(loss.detach().to(DType::f64), static_cast<double>(batch));
+    correct.add_(sum(eq(argmax(logits.detach(), 1), labels).to(DType::f64)));
   }
-
- private:
-  std::ostream& log_;
-  bool enabled_;
-  std::string tag_;
-  int64_t total_;
-  bool tty_;
+  std::pair<double, double> read() const {
+    const auto v = stack({loss_sum, correct}).to(kCPU).tolist<double>();  // one copy to the host
+    return {base_loss + v[0], base_correct + v[1]};
+  }
 };
 
 struct PassStats {
-  double loss = 0, acc = 0;
+  double loss = 0, acc = 0, loss_sum = 0, correct = 0;
+  int64_t seen = 0, steps = 0;
+  double seconds = 0;
+  bool interrupted = false;  ///< stopped by Ctrl-C after `steps` steps
+};
+
+/// Where an interrupted training pass stopped (from a checkpoint), to continue it exactly.
+struct PassResume {
+  int64_t steps = 0, seen = 0;
+  double loss_sum = 0, correct = 0, seconds = 0;
 };
 
 PassStats run_pass(nn::Module& model, const data::DataLoader& loader, int64_t epoch, const nn::CrossEntropyLoss& criterion,
                    optim::Optimizer* optimizer, optim::LambdaLR* per_step_schedule, double clip_grad, Device device,
-                   Progress& progress, bool amp = false) {
+                   Progress& progress, int64_t log_every, bool amp, const PassResume& from = {}) {
   const bool training = optimizer != nullptr;
   model.train(training);
   std::unique_ptr<NoGradGuard> no_grad;
   if (!training) no_grad = std::make_unique<NoGradGuard>();
-  double loss_sum = 0;
-  int64_t correct = 0, seen = 0, step = 0;
+  const double t0 = now_seconds();
+  DeviceTotals totals(device, from.loss_sum, from.correct);
+  int64_t seen = from.seen, step = 0, read_at = from.steps;
+  double loss_read = -1, acc_read = -1;
+  std::vector<Tensor> params;
+  if (training && clip_grad > 0)
+    for (auto& g : optimizer->param_groups())
+      for (auto& p : g.params) params.push_back(p);
   auto pass = loader.epoch(epoch);
+  const int64_t total = loader.num_batches();
+  // Reads the device totals (a host synchronization) and stops on a non-finite loss.
+  double loss_sum = from.loss_sum, correct = from.correct;
+  auto read = [&] {
+    std::tie(loss_sum, correct) = totals.read();
+    PETAL_CHECK(std::isfinite(loss_sum), "training stopped: non-finite loss at epoch ", epoch + 1, ", between steps ",
+                read_at, " and ", step, " (lower --lr or set --clip-grad)");
+    read_at = step;
+    loss_read = seen > 0 ? loss_sum / static_cast<double>(seen) : 0.0;
+    acc_read = seen > 0 ? correct / static_cast<double>(seen) : 0.0;
+  };
+  bool interrupted = false;
   while (auto batch = pass.next()) {
+    ++step;
+    if (step <= from.steps) continue;  // the interrupted run's steps, already in `from`
     Tensor images = batch->images.to(device), labels = batch->labels.to(device);
     Tensor logits, loss;
     {
@@ -101,39 +121,46 @@ PassStats run_pass(nn::Module& model, const data::DataLoader& loader, int64_t ep
       logits = model.forward(images);
       loss = criterion(logits, labels);
     }
-    const double loss_value = loss.item();
-    PETAL_CHECK(std::isfinite(loss_value), "training stopped: non-finite loss ", loss_value, " at epoch ", epoch,
-                ", step ", step, " (lower --lr or set --clip-grad)");
     if (training) {
       optimizer->zero_grad();
       loss.backward();
-      if (clip_grad > 0) {
-        std::vector<Tensor> params;
-        for (auto& g : optimizer->param_groups())
-          for (auto& p : g.params) params.push_back(p);
-        optim::clip_grad_norm(params, clip_grad);
-      }
+      if (clip_grad > 0) optim::clip_grad_norm_(params, clip_grad);  // the total norm stays on the device
       optimizer->step();
       if (per_step_schedule) per_step_schedule->step();
     }
     const int64_t B = batch->size();
-    loss_sum += loss_value * static_cast<double>(B);
-    correct += count_correct(logits, batch->labels);
+    totals.add(loss, logits, labels, B);
     seen += B;
-    ++step;
-    progress.update(step, loss_sum / seen, static_cast<double>(correct) / seen);
+    // Ctrl-C: stop after this step (a training pass is continued by --resume; an
+    // evaluation pass is redone).
+    if (interrupt_requested() && step < total) interrupted = true;
+    if (step == total || interrupted) break;  // the last read is the one below
+    const bool fresh = step % log_every == 0;
+    if (fresh) read();
+    progress.update(step, seen - from.seen, loss_read, acc_read, fresh);
   }
+  if (read_at != step || step == 0) read();  // the pass's totals: one synchronization
+  if (step > from.steps) progress.update(step, seen - from.seen, loss_read, acc_read, true);
+  progress.finish();
+  PassStats out;
   if (distributed::is_initialized()) {
-    Tensor totals = tensor(std::vector<double>{loss_sum, static_cast<double>(correct), static_cast<double>(seen)}, {3},
-                           TensorOptions(DType::f64));
-    distributed::all_reduce(totals);
-    const auto t = totals.tolist<double>();
-    loss_sum = t[0];
-    correct = static_cast<int64_t>(t[1]);
-    seen = static_cast<int64_t>(t[2]);
+    Tensor t = tensor(std::vector<double>{loss_sum, correct, static_cast<double>(seen)}, {3}, TensorOptions(DType::f64));
+    distributed::all_reduce(t);
+    const auto v = t.tolist<double>();
+    loss_sum = v[0];
+    correct = v[1];
+    seen = static_cast<int64_t>(v[2]);
   }
   PETAL_CHECK(seen > 0, "vit_flowers: empty pass over the data");
-  return {loss_sum / seen, static_cast<double>(correct) / seen};
+  out.loss_sum = loss_sum;
+  out.correct = correct;
+  out.seen = seen;
+  out.steps = step;
+  out.loss = loss_sum / static_cast<double>(seen);
+  out.acc = correct / static_cast<double>(seen);
+  out.seconds = from.seconds + (now_seconds() - t0);
+  out.interrupted = interrupted;
+  return out;
 }
 
 }  // namespace
@@ -342,6 +369,8 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
               "vit_flowers: --amp must be off, bf16 or auto, got '", config.amp, "'");
   const bool amp = config.amp == "bf16" || (config.amp == "auto" && device.is_cuda());
   PETAL_CHECK(config.epochs > 0 && config.batch_size > 0, "vit_flowers: --epochs and --batch-size must be positive");
+  PETAL_CHECK(config.log_every >= 0, "vit_flowers: --log-every must be >= 0 (0: automatic), got ", config.log_every);
+  const std::vector<WorkflowStage> stages = parse_workflow(config.work_flow);
   data::ImageFolderOptions folder_options;
   folder_options.max_image_pixels = config.max_image_pixels;
   if (!config.data_dir.empty()) data::ImageFolder check(config.data_dir, nullptr, folder_options);  // fail before creating --out
@@ -400,12 +429,27 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
     lo.sampler = std::make_shared<data::DistributedSampler>(static_cast<int64_t>(split.train.size()), distributed::world_size(),
                                                             distributed::rank(), true, config.seed);
   }
-  data::DataLoader train_loader(std::make_shared<data::ImageDataset>(split.train, train_tf, config.max_image_pixels), lo);
+  // The decoded-image cache (--cache-mb), shared out between the two splits by their sizes.
+  PETAL_CHECK(config.cache_mb >= 0 && config.cache_short_side >= 0, "vit_flowers: --cache-mb and --cache-short-side must be >= 0");
+  const int64_t cache_bytes = config.cache_mb * 1024 * 1024;
+  const double train_share = static_cast<double>(split.train.size()) / static_cast<double>(split.train.size() + split.val.size());
+  auto train_set = std::make_shared<data::CachedImageDataset>(split.train, train_tf,
+                                                              static_cast<int64_t>(static_cast<double>(cache_bytes) * train_share),
+                                                              config.cache_short_side, config.max_image_pixels);
+  auto val_set = std::make_shared<data::CachedImageDataset>(
+      split.val, val_tf, cache_bytes - static_cast<int64_t>(static_cast<double>(cache_bytes) * train_share),
+      config.cache_short_side, config.max_image_pixels);
+  if (config.cache_mb > 0)
+    log << "image cache: up to " << config.cache_mb << " MiB of decoded images"
+        << (config.cache_short_side > 0 ? ", shorter side at most " + std::to_string(config.cache_short_side) + " px"
+                                        : std::string(", at their decoded size"))
+        << " (--cache-mb 0: off)\n";
+  data::DataLoader train_loader(train_set, lo);
   lo.shuffle = false;
   if (config.distributed)
     lo.sampler = std::make_shared<data::DistributedSampler>(static_cast<int64_t>(split.val.size()), distributed::world_size(),
                                                             distributed::rank(), false, config.seed);
-  data::DataLoader val_loader(std::make_shared<data::ImageDataset>(split.val, val_tf, config.max_image_pixels), lo);
+  data::DataLoader val_loader(val_set, lo);
 
   // ---- model
   const nn::ViTConfig mc = model_config(config, static_cast<int64_t>(folder.classes().size()));
@@ -460,7 +504,8 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
       << " loader threads\n";
 
   // ---- resume
-  int64_t start_epoch = 0;
+  int64_t start_epoch = 0, resume_stage = 0, resume_stage_pass = 0;
+  PassResume pass_resume;
   std::map<std::string, std::string> extra = {{"model_config", config_to_json(mc)},
                                               {"classes", json(folder.classes()).dump()},
                                               {"mean", json(kMean).dump()},
@@ -471,6 +516,33 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
     check_resume_fits(ck, config, mc, folder.classes(), extra, log);
     nn::CheckpointInfo info = nn::load_checkpoint(ck, model, optimizer.get(), &schedule);
     start_epoch = info.epoch;
+    // Where in the workflow the checkpoint stopped, and an interrupted pass's progress.
+    auto number = [&](const std::string& key) { return checkpoint_number(ck, "extra." + key, info.extra.at(key)); };
+    if (info.extra.count("workflow.stage") && info.extra.count("workflow.pass")) {
+      const std::string saved = info.extra.count("workflow") ? info.extra.at("workflow") : "";
+      if (saved == workflow_str(stages)) {
+        resume_stage = static_cast<int64_t>(number("workflow.stage"));
+        resume_stage_pass = static_cast<int64_t>(number("workflow.pass"));
+        PETAL_CHECK(resume_stage >= 0 && static_cast<size_t>(resume_stage) < stages.size() && resume_stage_pass >= 0 &&
+                        resume_stage_pass < stages[static_cast<size_t>(resume_stage)].passes,
+                    "vit_flowers: checkpoint '", ck, "': workflow position ", resume_stage, ":", resume_stage_pass,
+                    " is not in its workflow ", saved);
+      } else {
+        log << "warning: --resume '" << ck << "': work-flow was " << saved << ", now " << workflow_str(stages)
+            << " (starting the new one from its first stage)\n";
+      }
+    }
+    if (info.extra.count("interrupted.steps")) {
+      pass_resume.steps = static_cast<int64_t>(number("interrupted.steps"));
+      pass_resume.seen = static_cast<int64_t>(number("interrupted.seen"));
+      pass_resume.loss_sum = number("interrupted.loss_sum");
+      pass_resume.correct = number("interrupted.correct");
+      pass_resume.seconds = number("interrupted.seconds");
+      PETAL_CHECK(pass_resume.steps > 0 && pass_resume.steps < nb && pass_resume.seen > 0, "vit_flowers: checkpoint '", ck,
+                  "': it was interrupted after step ", pass_resume.steps, " of an epoch of ", nb,
+                  " batches (another --batch-size or dataset?)");
+      log << "continuing epoch " << start_epoch + 1 << " after step " << pass_resume.steps << "/" << nb << "\n";
+    }
     if (info.extra.count("best_val_acc"))
       result.best_val_acc = checkpoint_number(ck, "extra.best_val_acc", info.extra.at("best_val_acc"));
     if (info.extra.count("best_epoch")) {
@@ -513,62 +585,189 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
   const nn::CrossEntropyLoss criterion(config.label_smoothing);
   result.best_checkpoint = (fs::path(config.out_dir) / "model-best.safetensors").string();
   result.last_checkpoint = (fs::path(config.out_dir) / "checkpoint-last.safetensors").string();
-  for (int64_t epoch = start_epoch; epoch < config.epochs; ++epoch) {
-    const double t0 = now_seconds();
-    EpochStats st;
-    st.epoch = epoch;
-    st.lr = optimizer->param_groups()[0].lr();
-    Progress train_progress(log, config.progress, "[train epoch " + std::to_string(epoch) + "]", nb);
-    PassStats tr = run_pass(trained, train_loader, epoch, criterion, optimizer.get(), per_step ? &schedule : nullptr,
-                            config.clip_grad, device, train_progress, amp);
-    if (!per_step) schedule.step();
-    Progress val_progress(log, config.progress, "[valid epoch " + std::to_string(epoch) + "]", val_loader.num_batches());
-    PassStats va = run_pass(trained, val_loader, 0, criterion, nullptr, nullptr, 0.0, device, val_progress, amp);
-    st.train_loss = tr.loss;
-    st.train_acc = tr.acc;
-    st.val_loss = va.loss;
-    st.val_acc = va.acc;
-    st.seconds = now_seconds() - t0;
-    result.history.push_back(st);
+  result.metrics_csv = (fs::path(config.out_dir) / "metrics.csv").string();
+  result.curves_png = (fs::path(config.out_dir) / "curves.png").string();
+  // metrics.csv keeps the rows of the run a --resume continues (up to its checkpoint).
+  std::vector<EpochStats> rows;
+  if (!config.resume.empty() && main_rank)
+    for (const EpochStats& r : read_metrics_csv(result.metrics_csv))
+      if (r.epoch < start_epoch) rows.push_back(r);
+  const Font* font = config.plots && main_rank ? default_font() : nullptr;
+  const bool tty = config.progress_tty >= 0 ? config.progress_tty != 0 : is_terminal(log);
+  auto log_every_for = [&](int64_t batches) {
+    if (config.log_every > 0) return config.log_every;
+    return tty ? int64_t{10} : std::max<int64_t>(1, batches / 10);
+  };
 
+  // The workflow position (stage, pass within it) of the next pass to run; a checkpoint
+  // stores it, so --resume continues a cycle where it stopped.
+  size_t stage_i = static_cast<size_t>(resume_stage) % stages.size();
+  int64_t pass_i = resume_stage_pass;
+  auto advance = [&] {
+    if (++pass_i >= stages[stage_i].passes) {
+      pass_i = 0;
+      stage_i = (stage_i + 1) % stages.size();
+    }
+  };
+  auto save_last = [&](int64_t epochs_done, const PassStats* partial) {
+    if (!main_rank) return;
+    std::map<std::string, std::string> e = extra;
+    e["workflow"] = workflow_str(stages);
+    e["workflow.stage"] = std::to_string(stage_i);
+    e["workflow.pass"] = std::to_string(pass_i);
+    if (partial != nullptr) {  // an interrupted training pass, continued by --resume
+      e["interrupted.steps"] = std::to_string(partial->steps);
+      e["interrupted.seen"] = std::to_string(partial->seen);
+      e["interrupted.loss_sum"] = fmt(partial->loss_sum, 17);
+      e["interrupted.correct"] = fmt(partial->correct, 17);
+      e["interrupted.seconds"] = fmt(partial->seconds, 17);
+    }
+    nn::save_checkpoint(result.last_checkpoint, model, optimizer.get(), &schedule, epochs_done, e);
+  };
+  auto publish = [&] {  // metrics.csv and curves.png, after every row change
+    if (!main_rank) return;
+    write_metrics_csv(result.metrics_csv, rows);
+    if (config.plots) plot_curves(rows, result.curves_png, font);
+  };
+  auto interrupted_exit = [&](const std::string& where) {
+    result.interrupted = true;
+    log << "\ninterrupted " << where << ": saved " << result.last_checkpoint << "\n"
+        << "resume with the same options plus: --resume " << result.last_checkpoint << "\n"
+        << std::flush;
+  };
+
+  int64_t epoch = start_epoch;
+  bool row_open = false;  // rows.back() is this cycle's training epoch, still waiting for its val pass
+  double row_t0 = 0;
+  while (true) {
+    if (stage_i == 0 && pass_i == 0 && epoch >= config.epochs) break;  // a whole cycle done, all epochs trained
+    const WorkflowStage st = stages[stage_i];
+    if (st.mode == WorkflowStage::train) {
+      if (epoch >= config.epochs) {  // the seed's Runner: epochs count training passes
+        advance();
+        continue;
+      }
+      row_t0 = now_seconds();
+      EpochStats row;
+      row.epoch = epoch;
+      row.lr = optimizer->param_groups()[0].lr();
+      Progress progress(log, config.progress, tty, "[train epoch " + std::to_string(epoch + 1) + "]", nb);
+      PassResume from;
+      if (epoch == start_epoch) from = pass_resume;
+      PassStats tr = run_pass(trained, train_loader, epoch, criterion, optimizer.get(), per_step ? &schedule : nullptr,
+                              config.clip_grad, device, progress, log_every_for(nb), amp, from);
+      if (tr.interrupted) {
+        save_last(epoch, &tr);
+        interrupted_exit("at step " + std::to_string(tr.steps) + "/" + std::to_string(nb) + " of epoch " +
+                         std::to_string(epoch + 1));
+        return result;
+      }
+      if (!per_step) schedule.step();
+      row.train_loss = tr.loss;
+      row.train_acc = tr.acc;
+      row.images_per_s = tr.seconds > 0 ? static_cast<double>(tr.seen) / tr.seconds : 0.0;
+      row.seconds = tr.seconds;
+      rows.push_back(row);
+      result.history.push_back(row);
+      ++epoch;
+      advance();
+      row_open = true;
+      if (stages[stage_i].mode != WorkflowStage::val) {  // no val pass follows: the row is complete
+        row_open = false;
+        save_last(epoch, nullptr);
+        publish();
+        log << "[epoch " << epoch << "/" << config.epochs << "] lr " << fmt(row.lr) << "  train loss " << fmt(tr.loss)
+            << " acc " << fmt(tr.acc) << "  |  " << fmt(row.seconds, 3) << " s, " << fmt(row.images_per_s, 3)
+            << " img/s\n"
+            << std::flush;
+      }
+      continue;
+    }
+    // ---- a val pass: evaluates the model as it is now
+    const double v0 = now_seconds();
+    Progress progress(log, config.progress, tty, "[valid epoch " + std::to_string(std::max<int64_t>(epoch, 1)) + "]",
+                      val_loader.num_batches());
+    PassStats va = run_pass(trained, val_loader, 0, criterion, nullptr, nullptr, 0.0, device, progress,
+                            log_every_for(val_loader.num_batches()), amp);
+    if (va.interrupted) {  // the val pass is redone by --resume
+      save_last(epoch, nullptr);
+      interrupted_exit("during validation after epoch " + std::to_string(epoch));
+      return result;
+    }
+    const bool attach = !rows.empty() && rows.back().epoch == epoch - 1 && (row_open || !std::isfinite(rows.back().val_loss));
+    EpochStats* row = attach ? &rows.back() : nullptr;
+    if (row != nullptr) {
+      row->val_loss = va.loss;
+      row->val_acc = va.acc;
+      row->seconds = row_open ? now_seconds() - row_t0 : row->seconds + (now_seconds() - v0);
+      if (!result.history.empty() && result.history.back().epoch == row->epoch) result.history.back() = *row;
+    }
     extra["val_acc"] = fmt(va.acc, 17);
     const bool best = va.acc > result.best_val_acc || result.best_epoch < 0;
     if (best) {
       result.best_val_acc = va.acc;
-      result.best_epoch = epoch;
+      result.best_epoch = std::max<int64_t>(epoch - 1, 0);
     }
     extra["best_val_acc"] = fmt(result.best_val_acc, 17);
     extra["best_epoch"] = std::to_string(result.best_epoch);
-    if (best && main_rank) nn::save_checkpoint(result.best_checkpoint, model, nullptr, nullptr, epoch + 1, extra);
-    if (main_rank) nn::save_checkpoint(result.last_checkpoint, model, optimizer.get(), &schedule, epoch + 1, extra);
-    const double lr_end = optimizer->param_groups()[0].lr();
-    const std::string lr_text = per_step ? fmt(st.lr, 3) + ".." + fmt(lr_end, 3) : fmt(st.lr);
-    log << "[epoch " << epoch + 1 << "/" << config.epochs << "] lr " << lr_text << "  train loss " << fmt(tr.loss)
-        << " acc " << fmt(tr.acc) << "  |  val loss " << fmt(va.loss) << " acc " << fmt(va.acc) << "  |  "
-        << fmt(st.seconds, 3) << " s" << (best ? "  (best, saved)" : "") << "\n"
-        << std::flush;
+    if (best && main_rank) nn::save_checkpoint(result.best_checkpoint, model, nullptr, nullptr, epoch, extra);
+    advance();
+    save_last(epoch, nullptr);
+    publish();
+    if (row_open && row != nullptr) {
+      const double lr_end = optimizer->param_groups()[0].lr();
+      const std::string lr_text = per_step ? fmt(row->lr, 3) + ".." + fmt(lr_end, 3) : fmt(row->lr);
+      log << "[epoch " << epoch << "/" << config.epochs << "] lr " << lr_text << "  train loss " << fmt(row->train_loss)
+          << " acc " << fmt(row->train_acc) << "  |  val loss " << fmt(va.loss) << " acc " << fmt(va.acc) << "  |  "
+          << fmt(row->seconds, 3) << " s, " << fmt(row->images_per_s, 3) << " img/s" << (best ? "  (best, saved)" : "")
+          << "\n";
+    } else {
+      log << "[val after epoch " << epoch << "/" << config.epochs << "] val loss " << fmt(va.loss) << " acc "
+          << fmt(va.acc) << (best ? "  (best, saved)" : "") << "\n";
+    }
+    log << std::flush;
+    row_open = false;
   }
   if (result.best_epoch >= 0 && !result.history.empty()) {
     log << "done in " << fmt(now_seconds() - t_start, 3) << " s: best val acc " << fmt(result.best_val_acc) << " (epoch "
         << result.best_epoch + 1 << ", chance " << fmt(1.0 / static_cast<double>(result.classes.size()), 3) << ")\n"
         << "checkpoints: " << result.best_checkpoint << " (best), " << result.last_checkpoint << " (last, for --resume)\n"
-        << "class indices: " << result.class_indices << "\n";
+        << "class indices: " << result.class_indices << "\nmetrics: " << result.metrics_csv
+        << (config.plots ? ", curves: " + result.curves_png : std::string()) << "\n";
+    if (config.cache_mb > 0) {
+      const data::ImageCacheStats ts = train_set->cache_stats(), vs = val_set->cache_stats();
+      log << "image cache: " << ts.entries + vs.entries << " images, " << fmt(static_cast<double>(ts.bytes + vs.bytes) / 1048576.0, 3)
+          << " MiB; " << ts.decodes + vs.decodes << " decodes for " << ts.hits + ts.misses + vs.hits + vs.misses
+          << " loads\n";
+    }
   }
   return result;
 }
 
 // ---------------------------------------------------------------- predict
 
-std::vector<std::pair<std::string, double>> predict(const std::string& checkpoint, const std::string& image,
-                                                    const std::string& class_indices, int64_t top_k,
-                                                    const std::string& device_name, int64_t max_image_pixels) {
-  const Device device = resolve_device(device_name);
+struct Predictor::Impl {
+  std::string checkpoint;
+  nn::ViTConfig mc;
+  std::vector<std::string> classes;
+  Device device = kCPU;
+  int64_t max_image_pixels = data::kDefaultMaxImagePixels;
+  std::unique_ptr<nn::ViT> model;
+};
+
+Predictor::Predictor(const std::string& checkpoint, const std::string& class_indices, const std::string& device_name,
+                     int64_t max_image_pixels)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->checkpoint = checkpoint;
+  impl_->device = resolve_device(device_name);
+  impl_->max_image_pixels = max_image_pixels;
   nn::TrainingCheckpoint ck = nn::read_checkpoint(checkpoint);
   auto cfg_it = ck.extra.find("model_config");
   PETAL_CHECK(cfg_it != ck.extra.end(), "vit_flowers predict: '", checkpoint,
               "' has no model_config entry (not written by vit_flowers train)");
   const nn::ViTConfig mc = config_from_json(cfg_it->second, "checkpoint '" + checkpoint + "' entry 'model_config'");
-  std::vector<std::string> classes;
+  impl_->mc = mc;
+  std::vector<std::string>& classes = impl_->classes;
   if (!class_indices.empty()) {
     classes = read_class_indices(class_indices);
   } else if (ck.extra.count("classes")) {
@@ -577,30 +776,47 @@ std::vector<std::pair<std::string, double>> predict(const std::string& checkpoin
   PETAL_CHECK(static_cast<int64_t>(classes.size()) == mc.num_classes, "vit_flowers predict: ", classes.size(),
               " class names (from '", class_indices.empty() ? checkpoint : class_indices, "') for a model with ",
               mc.num_classes, " classes (checkpoint '", checkpoint, "')");
-  nn::ViT model(mc);
+  impl_->model = std::make_unique<nn::ViT>(mc);
   nn::StateDict sd;
   for (const auto& [name, t] : ck.model) sd.insert(name, t);
   try {
-    model.load_state_dict(sd);
+    impl_->model->load_state_dict(sd);
   } catch (const Error& e) {
     PETAL_FAIL("vit_flowers predict: checkpoint '", checkpoint, "' does not fit its own model_config: ", e.what());
   }
-  model.to(device);
-  model.eval();
+  impl_->model->to(impl_->device);
+  impl_->model->eval();
+}
 
-  Tensor x = (*data::val_transform(mc.img_size, kMean, kStd))(data::read_image(image, 3, max_image_pixels));
+Predictor::~Predictor() = default;
+
+const std::vector<std::string>& Predictor::classes() const { return impl_->classes; }
+
+std::vector<std::pair<std::string, double>> Predictor::classify(const Tensor& decoded, const std::string& image,
+                                                                int64_t top_k) const {
+  Tensor x = (*data::val_transform(impl_->mc.img_size, kMean, kStd))(decoded);
   NoGradGuard no_grad;
-  Tensor logits = model.forward(x.unsqueeze(0).to(device)).cpu();
+  Tensor logits = impl_->model->forward(x.unsqueeze(0).to(impl_->device)).cpu();
   for (double v : logits.tolist<double>())
-    PETAL_CHECK(std::isfinite(v), "vit_flowers predict: the model of '", checkpoint, "' gives non-finite logits (", v,
-                ") for '", image, "'");
+    PETAL_CHECK(std::isfinite(v), "vit_flowers predict: the model of '", impl_->checkpoint, "' gives non-finite logits (",
+                v, ") for '", image, "'");
   Tensor probs = softmax(logits, 1);
   const auto p = probs.tolist<double>();
   std::vector<std::pair<std::string, double>> ranked;
-  for (size_t c = 0; c < p.size(); ++c) ranked.emplace_back(classes[c], p[c]);
+  for (size_t c = 0; c < p.size(); ++c) ranked.emplace_back(impl_->classes[c], p[c]);
   std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   if (top_k > 0 && static_cast<size_t>(top_k) < ranked.size()) ranked.resize(static_cast<size_t>(top_k));
   return ranked;
+}
+
+std::vector<std::pair<std::string, double>> Predictor::classify_file(const std::string& image, int64_t top_k) const {
+  return classify(data::read_image(image, 3, impl_->max_image_pixels), image, top_k);
+}
+
+std::vector<std::pair<std::string, double>> predict(const std::string& checkpoint, const std::string& image,
+                                                    const std::string& class_indices, int64_t top_k,
+                                                    const std::string& device_name, int64_t max_image_pixels) {
+  return Predictor(checkpoint, class_indices, device_name, max_image_pixels).classify_file(image, top_k);
 }
 
 }  // namespace vit_flowers

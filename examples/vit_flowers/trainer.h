@@ -8,9 +8,11 @@
 //              optimizer state fit this run and warns about changed settings;
 //   predict(): rebuilds the model from a checkpoint's own config and ranks the classes.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,19 +58,29 @@ struct TrainConfig {
   std::string resume;                  ///< checkpoint to resume from
   uint64_t seed = 0;
   bool progress = true;                ///< per-batch progress lines
+  int progress_tty = -1;               ///< progress redrawn in place: 1 yes, 0 no, -1 when the log is a terminal
+  int64_t log_every = 0;               ///< read loss/accuracy from the device every N steps; 0: 10 on a terminal, else a tenth of a pass
+  std::string work_flow = "train:1,val:1";  ///< the seed's Runner workflow (workflow.h)
+  bool plots = true;                   ///< draw curves.png after every epoch
+  int64_t cache_mb = 1024;             ///< in-memory cache of decoded images (MiB); 0: off
+  int64_t cache_short_side = 0;        ///< cached images are shrunk so their shorter side is at most this; 0: as decoded
   bool distributed = false;            ///< data-parallel over petal::distributed's ranks (init() first)
 };
 
+/// One training epoch (a row of metrics.csv). epoch counts from 0 here; values a row does
+/// not have (no val pass after that epoch in the workflow) are NaN.
 struct EpochStats {
   int64_t epoch = 0;
-  double lr = 0, train_loss = 0, train_acc = 0, val_loss = 0, val_acc = 0, seconds = 0;
+  double lr = 0, train_loss = NAN, train_acc = NAN, val_loss = NAN, val_acc = NAN, seconds = 0;
+  double images_per_s = NAN;  ///< training images per second of the train pass
 };
 
 struct TrainResult {
   std::vector<EpochStats> history;
   double best_val_acc = 0;
   int64_t best_epoch = -1;
-  std::string best_checkpoint, last_checkpoint, class_indices;
+  std::string best_checkpoint, last_checkpoint, class_indices, metrics_csv, curves_png;
+  bool interrupted = false;  ///< stopped by Ctrl-C (checkpoint-last holds the place to --resume)
   std::vector<std::string> classes;
   int64_t train_images = 0, val_images = 0;
 };
@@ -88,6 +100,23 @@ std::vector<std::pair<std::string, double>> predict(const std::string& checkpoin
                                                      const std::string& class_indices = "", int64_t top_k = 5,
                                                      const std::string& device = "cpu",
                                                      int64_t max_image_pixels = petal::data::kDefaultMaxImagePixels);
+
+/// A model loaded from a checkpoint once, for classifying many images (predict --image DIR).
+class Predictor {
+ public:
+  Predictor(const std::string& checkpoint, const std::string& class_indices = "", const std::string& device = "cpu",
+            int64_t max_image_pixels = petal::data::kDefaultMaxImagePixels);
+  ~Predictor();
+  const std::vector<std::string>& classes() const;
+  /// Ranked classes of a decoded uint8 [H, W, 3] image (`image` names it in errors).
+  std::vector<std::pair<std::string, double>> classify(const petal::Tensor& decoded, const std::string& image,
+                                                       int64_t top_k = 5) const;
+  std::vector<std::pair<std::string, double>> classify_file(const std::string& image, int64_t top_k = 5) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// ViTConfig <-> JSON text (stored in checkpoints so predict needs no flags); `where` names
 /// the file and entry in errors.
