@@ -100,14 +100,14 @@ Tensor extremum_all(const char* op, ReduceOp rop, const Tensor& x) {
   return out;
 }
 
-// max/min over one dim: the gradient goes to the selected (first) index.
-Tensor extremum_dim(const char* op, ReduceOp rop, ReduceOp arg_op, const Tensor& x, int64_t dim, bool keepdim) {
+// max/min over one dim: (values, indices); the gradient goes to the selected (first) index.
+ValuesIndices extremum_dim(const char* op, ReduceOp rop, ReduceOp arg_op, const Tensor& x, int64_t dim, bool keepdim) {
   detail::check_defined(op, x);
   std::vector<int64_t> dims = reduce_dims(op, x, {dim});
   check_nonempty(op, x, dims);
   Tensor out = reduce_kernel(rop, x, dims, keepdim, x.dtype());
+  Tensor idx = reduce_kernel(arg_op, x, dims, true, DType::i64);
   if (autograd::needs_grad({x})) {
-    Tensor idx = reduce_kernel(arg_op, x, dims, true, DType::i64);
     Shape in = x.shape();
     int64_t d = dims.empty() ? 0 : dims[0];
     autograd::record(op, out, {x}, [idx, in, dims, d](const Tensor& g) {
@@ -116,7 +116,8 @@ Tensor extremum_dim(const char* op, ReduceOp rop, ReduceOp arg_op, const Tensor&
       return std::vector<Tensor>{scatter_add(zeros(in, TensorOptions(g.dtype(), g.device())), d, idx, gk)};
     });
   }
-  return out;
+  Tensor indices = keepdim ? idx : idx.reshape(reduced_shape(x.shape(), dims, false));
+  return ValuesIndices(out, indices);
 }
 
 Tensor arg_extremum(const char* op, ReduceOp rop, const Tensor& x, int64_t dim, bool keepdim) {
@@ -166,10 +167,10 @@ Tensor mean(const Tensor& x_arg, const std::vector<int64_t>& dims_in, bool keepd
 
 Tensor max(const Tensor& x) { return extremum_all("max", ReduceOp::Max, x); }
 Tensor min(const Tensor& x) { return extremum_all("min", ReduceOp::Min, x); }
-Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
+ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) {
   return extremum_dim("max", ReduceOp::Max, ReduceOp::ArgMax, x, dim, keepdim);
 }
-Tensor min(const Tensor& x, int64_t dim, bool keepdim) {
+ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim) {
   return extremum_dim("min", ReduceOp::Min, ReduceOp::ArgMin, x, dim, keepdim);
 }
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {

@@ -98,14 +98,58 @@ void queue_callback(std::function<void()> fn) {
   g_backward_callbacks->push_back(std::move(fn));
 }
 
+namespace {
+// What a rule's gradient for one input must match.
+struct InputMeta {
+  bool needed = false;  // the input requires grad (it has an edge)
+  Shape shape;
+  Device device;
+};
+
+// True when `small` broadcasts to `big` (so a gradient of shape big sums down to small).
+bool expandable_to(const Shape& small, const Shape& big) {
+  if (small.size() > big.size()) return false;
+  const size_t lead = big.size() - small.size();
+  for (size_t i = 0; i < small.size(); ++i)
+    if (small[i] != 1 && small[i] != big[lead + i]) return false;
+  return true;
+}
+
+// Checks the gradients a backward rule returned (their number, shapes and devices) and sums
+// broadcast gradients down to their input's shape, as PyTorch's validate_outputs does.
+void validate_gradients(const std::string& op, const std::vector<InputMeta>& meta, std::vector<Tensor>& grads) {
+  PETAL_CHECK(grads.size() == meta.size(), "autograd: the backward of '", op, "' returned ", grads.size(),
+              " gradient", grads.size() == 1 ? "" : "s", " for ", meta.size(), " input", meta.size() == 1 ? "" : "s",
+              " (one per input is needed; an undefined Tensor where an input needs none)");
+  for (size_t i = 0; i < grads.size(); ++i) {
+    Tensor& g = grads[i];
+    if (!g.defined() || !meta[i].needed) continue;
+    PETAL_CHECK(g.device() == meta[i].device, "autograd: the backward of '", op, "' returned a gradient on ",
+                g.device().str(), " for input ", i, " on ", meta[i].device.str());
+    if (g.shape() == meta[i].shape) continue;
+    PETAL_CHECK(expandable_to(meta[i].shape, g.shape()), "autograd: the backward of '", op,
+                "' returned a gradient of shape ", shape_str(g.shape()), " for input ", i, " of shape ",
+                shape_str(meta[i].shape), " (expected that shape or one it broadcasts to)");
+    g = sum_to(g, meta[i].shape);
+  }
+}
+}  // namespace
+
 void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn) {
   if (!needs_grad(inputs)) return;
+  std::vector<InputMeta> meta(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined() && inputs[i].requires_grad())
+      meta[i] = InputMeta{true, inputs[i].shape(), inputs[i].device()};
   // A rule sees its gradient in its output's dtype: in mixed-precision graphs (autocast) a
   // bf16 output can feed an f32 consumer whose backward hands back an f32 gradient.
   const DType out_dtype = output.dtype();
-  auto node = std::make_shared<FunctionNode>(op_name, [fn = std::move(fn), out_dtype](const Tensor& g) {
+  auto node = std::make_shared<FunctionNode>(op_name, [fn = std::move(fn), out_dtype, meta = std::move(meta),
+                                                       op = std::string(op_name)](const Tensor& g) {
     const bool convert = g.defined() && g.dtype() != out_dtype && is_floating(g.dtype()) && is_floating(out_dtype);
-    return fn(convert ? g.to(out_dtype) : g);
+    std::vector<Tensor> grads = fn(convert ? g.to(out_dtype) : g);
+    validate_gradients(op, meta, grads);
+    return grads;
   });
   node->next.reserve(inputs.size());
   for (const auto& t : inputs) node->next.push_back(edge_for(t));
@@ -173,7 +217,22 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       pending.erase(it);
     }
     std::vector<Tensor> in_grads;
-    if (g.defined()) in_grads = n->apply(g);
+    if (g.defined()) {
+      // Non-leaf outputs that asked for retain_grad() get the gradient arriving here.
+      for (auto& w : n->retained) {
+        auto impl = w.lock();
+        if (!impl) continue;
+        if (!impl->grad) {
+          Tensor c = empty(impl->shape, TensorOptions(impl->dtype, impl->storage->device));
+          c.copy_(g);
+          impl->grad = c.impl();
+        } else {
+          Tensor acc(impl->grad);
+          acc.add_(g);
+        }
+      }
+      in_grads = n->apply(g);
+    }
     if (!retain_graph) n->release();
     for (size_t i = 0; i < n->next.size(); ++i) {
       auto& nx = n->next[i];

@@ -12,18 +12,18 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
   for (auto s : shape) PETAL_CHECK(s >= 0, "empty: negative dimension in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   int64_t n = detail::shape_numel(shape);
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(opts.dtype), opts.device);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(opts.dtype()), opts.device());
   impl->shape = shape;
   impl->strides = detail::contiguous_strides(shape);
-  impl->dtype = opts.dtype;
+  impl->dtype = opts.dtype();
   Tensor t(impl);
-  if (opts.requires_grad) t.requires_grad_(true);
+  if (opts.requires_grad()) t.requires_grad_(true);
   return t;
 }
 
 Tensor full(const Shape& shape, double value, TensorOptions opts) {
-  bool rg = opts.requires_grad;
-  opts.requires_grad = false;
+  bool rg = opts.requires_grad();
+  opts = opts.requires_grad(false);
   Tensor t = empty(shape, opts);
   t.fill_(value);
   if (rg) t.requires_grad_(true);
@@ -39,8 +39,8 @@ Tensor full_like(const Tensor& t, double v) { return full(t.shape(), v, TensorOp
 static Tensor from_host_f64(const std::vector<double>& v, const Shape& shape, TensorOptions opts) {
   Tensor h = empty(shape, TensorOptions(DType::f64, kCPU));
   std::copy(v.begin(), v.end(), h.data<double>());
-  Tensor out = h.to(opts.device, opts.dtype);
-  if (opts.requires_grad) out.requires_grad_(true);
+  Tensor out = h.to(opts.device(), opts.dtype());
+  if (opts.requires_grad()) out.requires_grad_(true);
   return out;
 }
 
@@ -84,7 +84,9 @@ Tensor tensor(const std::vector<int64_t>& values, const Shape& shape, TensorOpti
   Shape s = resolve_shape("tensor", values.size(), shape);
   Tensor h = empty(s, TensorOptions(DType::i64, kCPU));
   std::copy(values.begin(), values.end(), h.data<int64_t>());
-  return h.to(opts.device, opts.dtype);
+  Tensor out = h.to(opts.device(), opts.dtype());
+  if (opts.requires_grad()) out.requires_grad_(true);
+  return out;
 }
 Tensor tensor(std::initializer_list<float> values, const Shape& shape, TensorOptions opts) {
   return tensor(std::vector<float>(values), shape, opts);

@@ -23,16 +23,16 @@ static Tensor random_tensor(const Shape& shape, TensorOptions opts, kernels::Ran
     uint64_t offset = g.advance(static_cast<uint64_t>(t.numel()));
     detail::backend_of(t).random(detail::to_view(t), kind, g.seed, offset, a, b);
   }
-  if (opts.requires_grad) t.requires_grad_(true);
+  if (opts.requires_grad()) t.requires_grad_(true);
   return t;
 }
 
 Tensor randn(const Shape& shape, TensorOptions opts) {
-  PETAL_CHECK(is_floating(opts.dtype), "randn: dtype must be floating point, got ", dtype_name(opts.dtype));
+  PETAL_CHECK(is_floating(opts.dtype()), "randn: dtype must be floating point, got ", dtype_name(opts.dtype()));
   return random_tensor(shape, opts, kernels::RandomKind::Normal, 0.0, 1.0);
 }
 Tensor rand(const Shape& shape, TensorOptions opts) {
-  PETAL_CHECK(is_floating(opts.dtype), "rand: dtype must be floating point, got ", dtype_name(opts.dtype));
+  PETAL_CHECK(is_floating(opts.dtype()), "rand: dtype must be floating point, got ", dtype_name(opts.dtype()));
   return random_tensor(shape, opts, kernels::RandomKind::Uniform, 0.0, 1.0);
 }
 Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opts) {

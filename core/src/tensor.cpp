@@ -3,6 +3,7 @@
 #include <petal/autograd.h>
 #include <petal/ops.h>
 #include <petal/tensor.h>
+#include <petal/warning.h>
 
 #include <algorithm>
 #include <numeric>
@@ -56,6 +57,28 @@ bool Tensor::is_contiguous() const {
     expected *= impl_->shape[i];
   }
   return true;
+}
+
+TensorOptions Tensor::options() const {
+  check_defined("options");
+  return TensorOptions(dtype(), device()).requires_grad(requires_grad());
+}
+
+void Tensor::check_element_type(bool matches, const char* cpp_type, const char* what) const {
+  check_defined(what);
+  if (matches) return;
+  const char* want = "?";
+  switch (dtype()) {
+    case DType::f32: want = "float"; break;
+    case DType::f64: want = "double"; break;
+    case DType::bf16: case DType::f16: want = "uint16_t"; break;
+    case DType::i32: want = "int32_t"; break;
+    case DType::i64: want = "int64_t"; break;
+    case DType::u8: want = "uint8_t"; break;
+    case DType::b8: want = "bool"; break;
+  }
+  PETAL_FAIL(what, "<", cpp_type, ">: the tensor holds ", dtype_name(dtype()), " elements (shape ", shape_str(shape()),
+             "), not ", cpp_type, "; use ", what, "<", want, ">() or convert it with .to(dtype) first");
 }
 
 void* Tensor::data_ptr() const {
@@ -327,6 +350,7 @@ Tensor Tensor::to(Device dev, DType dt) const {
   return out;
 }
 Tensor Tensor::to(Device dev) const { return to(dev, dtype()); }
+Tensor Tensor::to(const TensorOptions& options) const { return to(options.device(), options.dtype()); }
 Tensor Tensor::to(DType dt) const { return to(device(), dt); }
 
 Tensor Tensor::detach() const {
@@ -403,27 +427,63 @@ Tensor& Tensor::zero_() { return fill_(0.0); }
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   detail::check_inplace("add_", *this);
   NoGradGuard ng;
-  return copy_(add(*this, other, alpha));
+  return copy_(petal::add(*this, other, alpha));
 }
 Tensor& Tensor::add_(double value) {
   detail::check_inplace("add_", *this);
   NoGradGuard ng;
-  return copy_(add(*this, value));
+  return copy_(petal::add(*this, value));
 }
 Tensor& Tensor::mul_(const Tensor& other) {
   detail::check_inplace("mul_", *this);
   NoGradGuard ng;
-  return copy_(mul(*this, other));
+  return copy_(petal::mul(*this, other));
 }
 Tensor& Tensor::mul_(double value) {
   detail::check_inplace("mul_", *this);
   NoGradGuard ng;
-  return copy_(mul(*this, value));
+  return copy_(petal::mul(*this, value));
 }
+Tensor& Tensor::div_(const Tensor& other) {
+  detail::check_inplace("div_", *this);
+  NoGradGuard ng;
+  return copy_(petal::div(*this, other));
+}
+
+namespace {
+// x op= y: computes out of place without a graph, then writes into x's storage.
+Tensor& assign_result(const char* op, Tensor& self, const Tensor& result) {
+  PETAL_CHECK(result.shape() == self.shape(), op, ": the result has shape ", shape_str(result.shape()),
+              " but is written into a tensor of shape ", shape_str(self.shape()),
+              " (the right-hand side must broadcast to the left-hand side)");
+  return self.copy_(result);
+}
+}  // namespace
+
+#define PETAL_COMPOUND(OP, NAME, FN)                                   \
+  Tensor& Tensor::operator OP(const Tensor& other) {                  \
+    check_defined(NAME);                                              \
+    detail::check_defined(NAME, other);                               \
+    detail::check_inplace(NAME, *this);                               \
+    NoGradGuard ng;                                                   \
+    return assign_result(NAME, *this, FN(*this, other));              \
+  }                                                                   \
+  Tensor& Tensor::operator OP(double value) {                         \
+    check_defined(NAME);                                              \
+    detail::check_inplace(NAME, *this);                               \
+    NoGradGuard ng;                                                   \
+    return assign_result(NAME, *this, FN(*this, value));              \
+  }
+PETAL_COMPOUND(+=, "operator+=", petal::add)
+PETAL_COMPOUND(-=, "operator-=", petal::sub)
+PETAL_COMPOUND(*=, "operator*=", petal::mul)
+PETAL_COMPOUND(/=, "operator/=", petal::div)
+#undef PETAL_COMPOUND
+
 Tensor& Tensor::clamp_(double lo, double hi) {
   detail::check_inplace("clamp_", *this);
   NoGradGuard ng;
-  return copy_(clamp(*this, lo, hi));
+  return copy_(petal::clamp(*this, lo, hi));
 }
 
 // ---------------------------------------------------------------- autograd accessors
@@ -440,8 +500,24 @@ bool Tensor::requires_grad() const { check_defined("requires_grad"); return impl
 bool Tensor::is_leaf() const { check_defined("is_leaf"); return impl_->grad_fn == nullptr; }
 Tensor Tensor::grad() const {
   check_defined("grad");
+  if (impl_->grad_fn != nullptr && !impl_->retains_grad) {
+    warn_once("grad of a non-leaf",
+      detail::str_cat("grad(): the gradient of a non-leaf tensor (shape ", shape_str(shape()), ", made by ",
+                           impl_->grad_fn->name(), ") is being read; backward does not store it, so it is "
+                           "undefined. Call retain_grad() on the tensor before backward to keep it, or read "
+                           "the grad() of the leaf tensors (parameters). This warning is shown once."));
+  }
   return impl_->grad ? Tensor(impl_->grad) : Tensor();
 }
+void Tensor::retain_grad() const {
+  check_defined("retain_grad");
+  PETAL_CHECK(requires_grad(), "retain_grad: the tensor (shape ", shape_str(shape()),
+              ") does not require grad, so it has no gradient to retain");
+  if (impl_->grad_fn == nullptr || impl_->retains_grad) return;  // leaves keep theirs anyway
+  impl_->retains_grad = true;
+  impl_->grad_fn->retained.push_back(impl_);
+}
+bool Tensor::retains_grad() const { check_defined("retains_grad"); return impl_->retains_grad; }
 void Tensor::set_grad(const Tensor& g) {
   check_defined("set_grad");
   if (!g.defined()) { impl_->grad.reset(); return; }

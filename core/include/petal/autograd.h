@@ -43,6 +43,9 @@ class Node {
   virtual void release() {}
   /// Producers of each input (nullptr where the input needs no gradient).
   std::vector<std::shared_ptr<Node>> next;
+  /// Non-leaf outputs of this node that called retain_grad(): backward adds the gradient
+  /// arriving here into their .grad.
+  std::vector<std::weak_ptr<TensorImpl>> retained;
 };
 
 /// Node for an op: its name, its backward closure.
@@ -87,7 +90,10 @@ void queue_callback(std::function<void()> fn);
 bool needs_grad(const std::vector<Tensor>& inputs);
 
 /// Attaches a backward rule to output, with edges to inputs. No-op unless needs_grad(inputs).
-/// The rule must return inputs.size() gradients, each shaped like its input.
+/// This is also the custom-op API. The rule must return inputs.size() gradients (undefined
+/// ones where an input needs none), each shaped like its input or broadcastable down to it
+/// (then summed to the input's shape, as PyTorch does), on the input's device; otherwise
+/// the backward pass throws petal::Error naming op_name, the input and both shapes.
 void record(const char* op_name, Tensor& output, const std::vector<Tensor>& inputs, BackwardFn fn);
 
 /// Runs backward from roots with the given gradients.

@@ -20,6 +20,13 @@ constexpr DType kInt32 = DType::i32;
 constexpr DType kInt64 = DType::i64;
 constexpr DType kUInt8 = DType::u8;
 constexpr DType kBool = DType::b8;
+// libtorch's shorter names.
+constexpr DType kFloat = DType::f32;
+constexpr DType kDouble = DType::f64;
+constexpr DType kHalf = DType::f16;
+constexpr DType kInt = DType::i32;
+constexpr DType kLong = DType::i64;
+constexpr DType kByte = DType::u8;
 
 /// Bytes per element.
 inline size_t dtype_size(DType t) {

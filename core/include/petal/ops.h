@@ -68,9 +68,10 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = fal
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
 Tensor max(const Tensor& x);
-Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
+/// (values, indices) over dim, as torch.max(x, dim); converts to the values tensor.
+ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor min(const Tensor& x);
-Tensor min(const Tensor& x, int64_t dim, bool keepdim = false);
+ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  ///< int64 indices
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 /// Variance with Bessel's correction (correction=1) unless correction=0.
@@ -159,6 +160,18 @@ inline Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
 inline Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
 inline Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
 inline Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
+inline Tensor operator==(const Tensor& a, double b) { return eq(a, b); }
+inline Tensor operator!=(const Tensor& a, double b) { return ne(a, b); }
+inline Tensor operator<(const Tensor& a, double b) { return lt(a, b); }
+inline Tensor operator<=(const Tensor& a, double b) { return le(a, b); }
+inline Tensor operator>(const Tensor& a, double b) { return gt(a, b); }
+inline Tensor operator>=(const Tensor& a, double b) { return ge(a, b); }
+inline Tensor operator==(double a, const Tensor& b) { return eq(b, a); }
+inline Tensor operator!=(double a, const Tensor& b) { return ne(b, a); }
+inline Tensor operator<(double a, const Tensor& b) { return gt(b, a); }
+inline Tensor operator<=(double a, const Tensor& b) { return ge(b, a); }
+inline Tensor operator>(double a, const Tensor& b) { return lt(b, a); }
+inline Tensor operator>=(double a, const Tensor& b) { return le(b, a); }
 
 /// True when both tensors have the same shape and all elements are within
 /// atol + rtol*|b| (compares on the CPU in float64).

@@ -10,6 +10,8 @@
 #include <petal/ops.h>
 #include <petal/random.h>
 #include <petal/tensor.h>
+#include <petal/threads.h>
+#include <petal/warning.h>
 #if __has_include(<petal/nn.h>)
 #include <petal/nn.h>
 #endif

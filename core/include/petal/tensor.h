@@ -7,6 +7,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <petal/device.h>
@@ -33,6 +34,26 @@ namespace autograd {
 class Node;
 }
 
+struct TensorOptions;
+class Tensor;
+struct ValuesIndices;
+
+namespace detail {
+/// The dtype a C++ element type stands for in data_ptr<T>() (uint16_t: bf16 or f16 bits).
+template <typename T> struct CppDType;
+template <> struct CppDType<float> { static bool matches(DType d) { return d == DType::f32; } static constexpr const char* name = "float"; };
+template <> struct CppDType<double> { static bool matches(DType d) { return d == DType::f64; } static constexpr const char* name = "double"; };
+template <> struct CppDType<int32_t> { static bool matches(DType d) { return d == DType::i32; } static constexpr const char* name = "int32_t"; };
+template <> struct CppDType<int64_t> { static bool matches(DType d) { return d == DType::i64; } static constexpr const char* name = "int64_t"; };
+template <> struct CppDType<uint8_t> { static bool matches(DType d) { return d == DType::u8; } static constexpr const char* name = "uint8_t"; };
+template <> struct CppDType<bool> { static bool matches(DType d) { return d == DType::b8; } static constexpr const char* name = "bool"; };
+template <> struct CppDType<uint16_t> {
+  static bool matches(DType d) { return d == DType::bf16 || d == DType::f16; }
+  static constexpr const char* name = "uint16_t";
+};
+template <typename T> struct CppDType<const T> : CppDType<T> {};
+}  // namespace detail
+
 /// The state behind a Tensor handle.
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
@@ -41,6 +62,7 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   DType dtype = DType::f32;
   bool requires_grad = false;
+  bool retains_grad = false;                        // non-leaf that called retain_grad()
   std::shared_ptr<TensorImpl> grad;                 // accumulated gradient (leaves)
   std::shared_ptr<autograd::Node> grad_fn;          // producer (non-leaves)
   std::shared_ptr<autograd::Node> grad_accumulator; // lazily created for leaves
@@ -67,10 +89,27 @@ class Tensor {
   bool is_contiguous() const;
   bool is_floating_point() const { return is_floating(dtype()); }
 
+  /// PyTorch's spelling of dtype().
+  DType scalar_type() const { return dtype(); }
+  /// dtype, device and requires_grad of this tensor as factory options.
+  TensorOptions options() const;
+
   /// Pointer to the first element of this view (device memory for cuda tensors).
   void* data_ptr() const;
+  /// Typed pointer to the first element, as libtorch's data_ptr<T>(): throws petal::Error
+  /// naming both types when T is not the tensor's element type (float for float32, double,
+  /// int32_t, int64_t, uint8_t, bool; uint16_t for the bits of bfloat16/float16).
   template <typename T>
-  T* data() const { return static_cast<T*>(data_ptr()); }
+  T* data_ptr() const {
+    check_element_type(detail::CppDType<T>::matches(dtype()), detail::CppDType<T>::name, "data_ptr");
+    return static_cast<T*>(data_ptr());
+  }
+  /// The same check as data_ptr<T>().
+  template <typename T>
+  T* data() const {
+    check_element_type(detail::CppDType<T>::matches(dtype()), detail::CppDType<T>::name, "data");
+    return static_cast<T*>(data_ptr());
+  }
 
   // ---- views (share storage; differentiable)
   Tensor view(const Shape& shape) const;     ///< requires compatible strides; one -1 allowed
@@ -95,6 +134,8 @@ class Tensor {
   Tensor to(Device device) const;
   Tensor to(DType dtype) const;
   Tensor to(Device device, DType dtype) const;
+  /// To options' device and dtype (requires_grad in options is ignored, as in libtorch).
+  Tensor to(const TensorOptions& options) const;
   Tensor cpu() const { return to(kCPU); }
   Tensor detach() const;  ///< same storage, no autograd history
 
@@ -116,14 +157,98 @@ class Tensor {
   Tensor& mul_(const Tensor& other);
   Tensor& mul_(double value);
   Tensor& div_(double value) { return mul_(1.0 / value); }
+  Tensor& div_(const Tensor& other);
+  Tensor& sub_(double value) { return add_(-value); }
   Tensor& clamp_(double lo, double hi);
+
+  // Compound assignment (libtorch's operators): in place on this tensor's storage, refused
+  // on a tensor that requires grad while grad mode is on (as add_ is). The result of the op
+  // must have this tensor's shape (the other operand broadcasts to it); dtypes convert to
+  // this tensor's dtype. x /= s divides (no reciprocal).
+  Tensor& operator+=(const Tensor& other);
+  Tensor& operator-=(const Tensor& other);
+  Tensor& operator*=(const Tensor& other);
+  Tensor& operator/=(const Tensor& other);
+  Tensor& operator+=(double value);
+  Tensor& operator-=(double value);
+  Tensor& operator*=(double value);
+  Tensor& operator/=(double value);
+
+  // ---- method forms of the ops in ops.h (libtorch's spelling; they call the free functions)
+  Tensor add(const Tensor& other, double alpha = 1.0) const;
+  Tensor add(double other) const;
+  Tensor sub(const Tensor& other, double alpha = 1.0) const;
+  Tensor sub(double other) const;
+  Tensor mul(const Tensor& other) const;
+  Tensor mul(double other) const;
+  Tensor div(const Tensor& other) const;
+  Tensor div(double other) const;
+  Tensor pow(double exponent) const;
+  Tensor pow(const Tensor& exponent) const;
+  Tensor maximum(const Tensor& other) const;
+  Tensor minimum(const Tensor& other) const;
+  Tensor eq(const Tensor& other) const;
+  Tensor ne(const Tensor& other) const;
+  Tensor lt(const Tensor& other) const;
+  Tensor le(const Tensor& other) const;
+  Tensor gt(const Tensor& other) const;
+  Tensor ge(const Tensor& other) const;
+  Tensor eq(double other) const;
+  Tensor ne(double other) const;
+  Tensor lt(double other) const;
+  Tensor le(double other) const;
+  Tensor gt(double other) const;
+  Tensor ge(double other) const;
+  Tensor neg() const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor sqrt() const;
+  Tensor rsqrt() const;
+  Tensor abs() const;
+  Tensor sin() const;
+  Tensor cos() const;
+  Tensor tanh() const;
+  Tensor sigmoid() const;
+  Tensor relu() const;
+  Tensor gelu(bool tanh_approximation = false) const;
+  Tensor square() const;
+  Tensor clamp(double lo, double hi) const;
+  Tensor clamp_min(double lo) const;
+  Tensor clamp_max(double hi) const;
+  Tensor sum() const;
+  Tensor sum(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor sum(int64_t dim, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(const std::vector<int64_t>& dims, bool keepdim = false) const;
+  Tensor mean(int64_t dim, bool keepdim = false) const;
+  Tensor var(const std::vector<int64_t>& dims, int64_t correction = 1, bool keepdim = false) const;
+  Tensor max() const;
+  /// (values, indices) over dim, as torch.max(x, dim).
+  ValuesIndices max(int64_t dim, bool keepdim = false) const;
+  Tensor min() const;
+  ValuesIndices min(int64_t dim, bool keepdim = false) const;
+  Tensor argmax(int64_t dim, bool keepdim = false) const;
+  Tensor argmin(int64_t dim, bool keepdim = false) const;
+  Tensor softmax(int64_t dim) const;
+  Tensor log_softmax(int64_t dim) const;
+  Tensor matmul(const Tensor& other) const;
+  /// matmul of two 2-D tensors (torch.mm); throws on other ranks.
+  Tensor mm(const Tensor& other) const;
+  Tensor index_select(int64_t dim, const Tensor& index) const;
+  Tensor gather(int64_t dim, const Tensor& index) const;
+  bool allclose(const Tensor& other, double rtol = 1e-5, double atol = 1e-8) const;
 
   // ---- autograd
   Tensor& requires_grad_(bool requires = true);
   bool requires_grad() const;
   bool is_leaf() const;
-  /// Accumulated gradient (undefined until a backward reaches this leaf).
+  /// Accumulated gradient (undefined until a backward reaches this leaf). On a non-leaf
+  /// that did not call retain_grad() it is undefined and a warning is issued (once per
+  /// process, as PyTorch warns), since backward never fills it.
   Tensor grad() const;
+  /// Makes backward store this non-leaf tensor's gradient in grad() (no-op on leaves).
+  void retain_grad() const;
+  bool retains_grad() const;
   void set_grad(const Tensor& g);
   void zero_grad();  ///< drops the accumulated gradient
   const std::shared_ptr<autograd::Node>& grad_fn() const;
@@ -137,24 +262,57 @@ class Tensor {
 
  private:
   void check_defined(const char* what) const;
+  void check_element_type(bool matches, const char* cpp_type, const char* what) const;
   std::shared_ptr<TensorImpl> impl_;
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
-// ---- factories (options: dtype and device)
-struct TensorOptions {
-  DType dtype = DType::f32;
-  Device device = kCPU;
-  bool requires_grad = false;
-  TensorOptions() = default;
-  TensorOptions(DType d) : dtype(d) {}  // NOLINT
-  TensorOptions(Device dev) : device(dev) {}  // NOLINT
-  TensorOptions(DType d, Device dev) : dtype(d), device(dev) {}
-  TensorOptions& with_dtype(DType d) { dtype = d; return *this; }
-  TensorOptions& with_device(Device d) { device = d; return *this; }
-  TensorOptions& with_requires_grad(bool r = true) { requires_grad = r; return *this; }
+/// What max(x, dim) / min(x, dim) return: (values, indices) as libtorch's std::tuple, so
+/// `auto [v, i] = max(x, 1)`, `std::get<1>(max(x, 1))` and `std::tie(v, i) = max(x, 1)`
+/// work; it also converts to the values tensor (`Tensor v = max(x, 1)`). Indices are int64
+/// (the first extremum); gradients flow through the values.
+struct ValuesIndices : std::tuple<Tensor, Tensor> {
+  using std::tuple<Tensor, Tensor>::tuple;
+  const Tensor& values() const { return std::get<0>(*this); }
+  const Tensor& indices() const { return std::get<1>(*this); }
+  operator Tensor() const { return values(); }  // NOLINT(google-explicit-constructor)
 };
+
+// ---- factories (options: dtype, device, requires_grad)
+/// Factory options, torch::TensorOptions-shaped: TensorOptions().dtype(kFloat64).device("sim")
+/// .requires_grad(true) (each builder returns a modified copy); the getters are the same
+/// names without an argument. Implicit from a DType or a Device.
+struct TensorOptions {
+  TensorOptions() = default;
+  TensorOptions(DType d) : dtype_(d) {}  // NOLINT
+  TensorOptions(Device dev) : device_(dev) {}  // NOLINT
+  TensorOptions(DeviceType dev) : device_(dev) {}  // NOLINT
+  TensorOptions(const char* dev) : device_(dev) {}  // NOLINT
+  TensorOptions(DType d, Device dev) : dtype_(d), device_(dev) {}
+
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  bool requires_grad() const { return requires_grad_; }
+  TensorOptions dtype(DType d) const { TensorOptions o = *this; o.dtype_ = d; return o; }
+  TensorOptions device(Device d) const { TensorOptions o = *this; o.device_ = d; return o; }
+  TensorOptions device(DeviceType type, int index) const { return device(Device(type, index)); }
+  TensorOptions requires_grad(bool r) const { TensorOptions o = *this; o.requires_grad_ = r; return o; }
+
+  // Older in-place spellings.
+  TensorOptions& with_dtype(DType d) { dtype_ = d; return *this; }
+  TensorOptions& with_device(Device d) { device_ = d; return *this; }
+  TensorOptions& with_requires_grad(bool r = true) { requires_grad_ = r; return *this; }
+
+ private:
+  DType dtype_ = DType::f32;
+  Device device_ = kCPU;
+  bool requires_grad_ = false;
+};
+/// libtorch's shorthands: zeros({2}, dtype(kFloat64).requires_grad(true)).
+inline TensorOptions dtype(DType d) { return TensorOptions(d); }
+inline TensorOptions device(Device d) { return TensorOptions(d); }
+inline TensorOptions requires_grad(bool r = true) { return TensorOptions().requires_grad(r); }
 
 Tensor empty(const Shape& shape, TensorOptions opts = {});
 Tensor zeros(const Shape& shape, TensorOptions opts = {});
@@ -183,3 +341,9 @@ Tensor tensor(std::initializer_list<float> values, const Shape& shape = {}, Tens
 Tensor scalar_tensor(double value, TensorOptions opts = {});
 
 }  // namespace petal
+
+// Structured bindings of ValuesIndices: auto [values, indices] = max(x, 1).
+template <>
+struct std::tuple_size<petal::ValuesIndices> : std::integral_constant<size_t, 2> {};
+template <size_t I>
+struct std::tuple_element<I, petal::ValuesIndices> : std::tuple_element<I, std::tuple<petal::Tensor, petal::Tensor>> {};

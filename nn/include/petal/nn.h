@@ -6,6 +6,7 @@
 #include <petal/nn/layers.h>
 #include <petal/nn/loss.h>
 #include <petal/nn/module.h>
+#include <petal/nn/save.h>
 #include <petal/nn/transformer.h>
 #include <petal/nn/vit.h>
 #if __has_include(<petal/nn/pretrained.h>)
