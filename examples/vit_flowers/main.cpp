@@ -61,7 +61,8 @@ in a few minutes on a 2-core CPU):
   --workers N            data loader threads                              [2]
   --max-image-pixels N   refuse images of more pixels (decompression bombs); 0 = no limit [89478485]
   --out DIR              checkpoints, class_indices.json, generated data  [runs/vit_flowers]
-  --resume CKPT          continue from a checkpoint-last.safetensors
+  --resume CKPT          continue from a checkpoint-last.safetensors (also mid-epoch, after Ctrl-C:
+                         the first Ctrl-C finishes the step, saves it and exits 130; a second aborts)
   --seed S                                                                [0]
   --quiet                no per-batch progress lines
   --log-every N          read loss/accuracy from the device every N steps  [10 on a terminal, else a tenth of a pass]
