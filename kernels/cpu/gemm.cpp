@@ -3,7 +3,8 @@
 // of 0 reuses one matrix). f32/f64 call sgemm/dgemm directly: one call per batch entry,
 // with OpenMP over the batch when the matrices are too small for BLAS's own threading
 // (OpenBLAS runs single-threaded inside a parallel region). bf16/f16 widen each operand to
-// a float matrix, run sgemm and round the result back (float accumulation, like cuBLAS).
+// a float matrix, run sgemm and round the result back (float accumulation, like cuBLAS),
+// unless oneDNN (gemm_onednn.h, an optional dependency) takes a bf16 call first.
 // k == 0 is handled here (C = beta C) because BLAS rejects leading dimensions of 0.
 #include <cblas.h>
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/gemm_onednn.h"
 #include "kernels/cpu/loops.h"
 
 namespace petal::kernels {
@@ -108,6 +110,7 @@ void scale_c(const GemmArgs& g) {
 
 void CpuBackend::gemm(const GemmArgs& g) {
   if (g.batch <= 0 || g.m <= 0 || g.n <= 0) return;
+  if (g.dtype == DType::bf16 && cpu::onednn_gemm(g)) return;
   dispatch_floating(g.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (g.k <= 0) {

@@ -1,0 +1,36 @@
+// bf16 GEMM on the CPU through oneDNN's matmul primitive (optional dependency: the build
+// defines PETAL_WITH_ONEDNN when CMake found oneDNN, PETAL_ONEDNN=AUTO|ON|OFF). oneDNN
+// multiplies bf16 operands with f32 accumulation on AVX512-BF16 or AMX-BF16 where the CPU
+// has them (it is told it may use AMX: oneDNN 2.6 does not dispatch AMX unless asked), and
+// rounds the result to bf16 once. CpuBackend::gemm (gemm.cpp) calls onednn_gemm first for
+// bf16 and falls back to its widen-to-f32 sgemm path when it returns false.
+#pragma once
+#include <string>
+
+#include "kernels/backend.h"
+
+namespace petal::kernels::cpu {
+
+/// C[b] = alpha op(A[b]) op(B[b]) + beta C[b] (the GemmArgs contract of kernels/backend.h)
+/// through oneDNN; returns false, having written nothing, when it does not handle the
+/// call: no oneDNN in this build, oneDNN turned off, a dtype other than bf16, k == 0, a
+/// batch stride of 0 for C, or a layout oneDNN rejects. One primitive per problem
+/// (shapes, strides, transposes, alpha, beta, dtype) is created once and cached.
+bool onednn_gemm(const GemmArgs& g);
+
+/// Whether onednn_gemm may run: built with oneDNN, and neither set_onednn_gemm_enabled(false)
+/// nor the environment variable PETAL_ONEDNN=0 turned it off.
+bool onednn_gemm_enabled();
+
+/// Turns the oneDNN path on or off for this process (tests and benchmarks compare both).
+/// Does nothing useful without oneDNN in the build.
+void set_onednn_gemm_enabled(bool enabled);
+
+/// Whether this build links oneDNN at all.
+bool onednn_built();
+
+/// The instruction set oneDNN dispatches to on this CPU ("avx512_core_amx",
+/// "avx512_core_bf16", ...), or "none" without oneDNN.
+std::string onednn_cpu_isa();
+
+}  // namespace petal::kernels::cpu
