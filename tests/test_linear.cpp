@@ -310,3 +310,27 @@ TEST_CASE("cuBLASLt epilogue choice and fallback for the fused linear (no GPU ne
     CHECK(p.reduce_bias);
   }
 }
+
+TEST_CASE("cuda: fused_linear through the cuBLASLt epilogues matches float64", "[cuda]") {
+  SKIP_CUDA_IF_UNAVAILABLE();
+  // Aligned, n % 8 == 0: BIAS, GELU_AUX_BIAS and (erf) BIAS + GELU kernel forward, BGRADB backward
+  // (or their fallbacks where cuBLASLt has no algorithm: the results must agree either way).
+  const Device d("cuda");
+  uint64_t seed = 1200;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16})
+    for (const std::string act : {"none", "gelu", "gelu_tanh"})
+      for (bool with_bias : {true, false}) {
+        INFO(dtype_name(dt) << " " << act << (with_bias ? " with bias" : ""));
+        Tensor x = random_input({2, 32, 256}, seed++, dt, d).requires_grad_();
+        Tensor w = random_input({512, 256}, seed++, dt, d).requires_grad_();
+        Tensor b = with_bias ? random_input({512}, seed++, dt, d).requires_grad_() : Tensor();
+        Tensor dy = random_input({2, 32, 512}, seed++, dt, d);
+        const LinearRef ref = ref_linear(x, w, b, dy, act);
+        Tensor y = fused_linear(x, w, b, act);
+        check_close(y, ref.y, -1, "y");
+        y.backward(dy);
+        check_close(x.grad(), ref.dx, -1, "dx");
+        check_close(w.grad(), ref.dweight, -1, "dweight");
+        if (with_bias) check_close(b.grad(), ref.dbias, -1, "dbias");
+      }
+}
