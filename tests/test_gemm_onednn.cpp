@@ -174,4 +174,11 @@ TEST_CASE("oneDNN GEMM declines what it does not take and can be switched off", 
   kernels::backend_for(kCPU).gemm(g);
   CHECK(normalized_error(c.narrow(0, 0, 1), fallback) <= 2 * kBf16OutputTol);
   CHECK(kernels::cpu::onednn_gemm_enabled() == (kernels::cpu::onednn_built() && was));
+  // "fast" (vit_flowers' --amp auto on cpu) only with oneDNN on and native bf16 instructions.
+  const std::string isa = kernels::cpu::onednn_cpu_isa();
+  CHECK(kernels::cpu::onednn_bf16_fast() ==
+        (kernels::cpu::onednn_gemm_enabled() && (isa == "avx512_core_amx" || isa == "avx512_core_bf16")));
+  kernels::cpu::set_onednn_gemm_enabled(false);
+  CHECK_FALSE(kernels::cpu::onednn_bf16_fast());
+  kernels::cpu::set_onednn_gemm_enabled(was);
 }

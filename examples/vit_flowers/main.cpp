@@ -57,7 +57,7 @@ in a few minutes on a 2-core CPU):
   --weights FILE         pretrained timm vit_*_patch16_224 safetensors
   --freeze-layers        train only the classifier head
   --device D             cpu | sim | cuda[:N] | auto (cuda if usable)    [cpu]
-  --amp M                off | bf16 | auto: bf16 autocast, f32 weights    [auto: bf16 on cuda only]
+  --amp M                off | bf16 | auto: bf16 autocast, f32 weights    [auto: cuda; cpu w/ oneDNN bf16]
   --workers N            data loader threads                              [2]
   --max-image-pixels N   refuse images of more pixels (decompression bombs); 0 = no limit [89478485]
   --out DIR              checkpoints, class_indices.json, generated data  [runs/vit_flowers]

@@ -53,7 +53,7 @@ struct TrainConfig {
   int64_t warmup_epochs = 0;           ///< linear warmup epochs before the cosine
   // ---- run
   std::string device = "cpu";          ///< cpu | sim | cuda[:N] | auto (cuda when usable)
-  std::string amp = "auto";            ///< off | bf16 | auto (bf16 on cuda; off on cpu/sim, see docs/mixed_precision.md)
+  std::string amp = "auto";            ///< off | bf16 | auto (bf16 on cuda and on bf16/AMX CPUs with oneDNN; see docs/mixed_precision.md)
   std::string out_dir = "runs/vit_flowers";
   std::string resume;                  ///< checkpoint to resume from
   uint64_t seed = 0;

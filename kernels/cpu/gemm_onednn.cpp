@@ -162,7 +162,15 @@ std::string onednn_cpu_isa() {
   }
 }
 
+bool onednn_bf16_fast() {
+  if (!onednn_gemm_enabled()) return false;
+  const std::string isa = onednn_cpu_isa();
+  return isa == "avx512_core_amx" || isa == "avx512_core_bf16";
+}
+
 #else  // no oneDNN in this build
+
+bool onednn_bf16_fast() { return false; }
 
 bool onednn_built() { return false; }
 bool onednn_gemm(const GemmArgs&) { return false; }

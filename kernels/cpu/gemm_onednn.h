@@ -33,4 +33,9 @@ bool onednn_built();
 /// "avx512_core_bf16", ...), or "none" without oneDNN.
 std::string onednn_cpu_isa();
 
+/// Whether bf16 GEMMs are fast on this CPU: onednn_gemm_enabled() and oneDNN dispatches to
+/// native bf16 instructions (AVX512-BF16 or AMX-BF16), not to its f32 emulation. Without
+/// it a bf16 GEMM costs more than the f32 one (vit_flowers' `--amp auto` asks this).
+bool onednn_bf16_fast();
+
 }  // namespace petal::kernels::cpu
