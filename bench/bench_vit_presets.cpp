@@ -61,11 +61,11 @@ void BM_vit_preset_train_step(benchmark::State& state, const char* preset, const
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_tiny_cpu_f32, "vit_tiny_patch16_224", "cpu", false)->Arg(8);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_tiny_cpu_amp_bf16, "vit_tiny_patch16_224", "cpu", true)->Arg(8);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_small_cpu_f32, "vit_small_patch16_224", "cpu", false)->Arg(8);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_small_cpu_amp_bf16, "vit_small_patch16_224", "cpu", true)->Arg(8);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cpu_f32, "vit_base_patch16_224", "cpu", false)->Arg(4);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cpu_amp_bf16, "vit_base_patch16_224", "cpu", true)->Arg(4);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cuda_f32, "vit_base_patch16_224", "cuda", false)->Arg(64);
-BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cuda_amp_bf16, "vit_base_patch16_224", "cuda", true)->Arg(64);
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_tiny_cpu_f32, "vit_tiny_patch16_224", "cpu", false)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_tiny_cpu_amp_bf16, "vit_tiny_patch16_224", "cpu", true)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_small_cpu_f32, "vit_small_patch16_224", "cpu", false)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_small_cpu_amp_bf16, "vit_small_patch16_224", "cpu", true)->Arg(8)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cpu_f32, "vit_base_patch16_224", "cpu", false)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cpu_amp_bf16, "vit_base_patch16_224", "cpu", true)->Arg(4)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cuda_f32, "vit_base_patch16_224", "cuda", false)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_vit_preset_train_step, vit_base_cuda_amp_bf16, "vit_base_patch16_224", "cuda", true)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
