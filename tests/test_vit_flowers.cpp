@@ -247,3 +247,28 @@ TEST_CASE("vit_flowers --amp bf16 trains the synthetic flowers to f32's accuracy
   config.amp = "fp8";
   CHECK_THROWS_WITH(vit_flowers::train(config, log16), Catch::Contains("--amp"));
 }
+
+TEST_CASE("vit_flowers --amp bf16 on sim trains like f32 on sim", "[vit_flowers][e2e][autocast][sim]") {
+  // The CUDA kernels (executed by the simulator) under bf16 autocast: the flash attention,
+  // the bf16 GEMMs, the casts, LayerNorm and cross-entropy taking bf16; the cpu case's data
+  // and schedule.
+  TempOut out;
+  vit_flowers::TrainConfig config = tiny_config(out.path);
+  config.device = "sim";
+  config.epochs = 8;
+  config.amp = "off";
+  std::ostringstream log32, log16;
+  vit_flowers::TrainResult f32 = vit_flowers::train(config, log32);
+  config.out_dir = out.path + "/amp";
+  config.amp = "bf16";
+  vit_flowers::TrainResult bf16 = vit_flowers::train(config, log16);
+  INFO("f32 run:\n" << log32.str() << "bf16 run:\n" << log16.str());
+  CHECK(log16.str().find("on sim, bf16 autocast") != std::string::npos);
+  REQUIRE(bf16.history.size() == 8);
+  for (const auto& e : bf16.history) REQUIRE(std::isfinite(e.train_loss));
+  CHECK(f32.history.back().train_loss < 0.85 * f32.history.front().train_loss);
+  CHECK(bf16.history.back().train_loss < 0.85 * bf16.history.front().train_loss);
+  CHECK(std::fabs(bf16.best_val_acc - f32.best_val_acc) <= 0.2);
+  CHECK(std::fabs(bf16.history.back().train_loss - f32.history.back().train_loss) <=
+        0.25 * f32.history.back().train_loss + 0.05);
+}
