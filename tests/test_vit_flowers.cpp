@@ -223,20 +223,33 @@ TEST_CASE("vit_flowers refuses bad resumes, bad weights and non-finite predictio
                         Catch::Contains("encoder.layer.0.weight"));
 }
 
+// The same run (data, seed, schedule) in f32 and then under bf16 autocast.
+struct F32AndBf16 {
+  vit_flowers::TrainResult f32, bf16;
+  std::string log32, log16;
+};
+F32AndBf16 train_f32_and_bf16(vit_flowers::TrainConfig config) {
+  F32AndBf16 r;
+  std::ostringstream log32, log16;
+  config.amp = "off";
+  r.f32 = vit_flowers::train(config, log32);
+  config.out_dir += "/amp";
+  config.amp = "bf16";
+  r.bf16 = vit_flowers::train(config, log16);
+  r.log32 = log32.str();
+  r.log16 = log16.str();
+  return r;
+}
+
 TEST_CASE("vit_flowers --amp bf16 trains the synthetic flowers to f32's accuracy band", "[vit_flowers][e2e][autocast]") {
   // The same run (data, seed, schedule) in f32 and with bf16 autocast: both learn, and
   // the bf16 run lands in the f32 run's band (bf16 rounding perturbs the trajectory).
   TempOut out;
   vit_flowers::TrainConfig config = tiny_config(out.path);
   config.epochs = 8;
-  config.amp = "off";
-  std::ostringstream log32, log16;
-  vit_flowers::TrainResult f32 = vit_flowers::train(config, log32);
-  config.out_dir = out.path + "/amp";
-  config.amp = "bf16";
-  vit_flowers::TrainResult bf16 = vit_flowers::train(config, log16);
-  INFO("f32 run:\n" << log32.str() << "bf16 run:\n" << log16.str());
-  CHECK(log16.str().find("bf16 autocast") != std::string::npos);
+  const auto [f32, bf16, log32, log16] = train_f32_and_bf16(config);
+  INFO("f32 run:\n" << log32 << "bf16 run:\n" << log16);
+  CHECK(log16.find("bf16 autocast") != std::string::npos);
   REQUIRE(bf16.history.size() == 8);
   for (const auto& e : bf16.history) REQUIRE(std::isfinite(e.train_loss));
   CHECK(bf16.history.back().train_loss < 0.75 * bf16.history.front().train_loss);
@@ -245,7 +258,8 @@ TEST_CASE("vit_flowers --amp bf16 trains the synthetic flowers to f32's accuracy
   CHECK(std::fabs(bf16.history.back().train_loss - f32.history.back().train_loss) <=
         0.25 * f32.history.back().train_loss + 0.05);
   config.amp = "fp8";
-  CHECK_THROWS_WITH(vit_flowers::train(config, log16), Catch::Contains("--amp"));
+  std::ostringstream refused;
+  CHECK_THROWS_WITH(vit_flowers::train(config, refused), Catch::Contains("--amp"));
 }
 
 TEST_CASE("vit_flowers --amp bf16 on sim trains like f32 on sim", "[vit_flowers][e2e][autocast][sim][slow_sim]") {
@@ -256,14 +270,9 @@ TEST_CASE("vit_flowers --amp bf16 on sim trains like f32 on sim", "[vit_flowers]
   vit_flowers::TrainConfig config = tiny_config(out.path);
   config.device = "sim";
   config.epochs = 8;
-  config.amp = "off";
-  std::ostringstream log32, log16;
-  vit_flowers::TrainResult f32 = vit_flowers::train(config, log32);
-  config.out_dir = out.path + "/amp";
-  config.amp = "bf16";
-  vit_flowers::TrainResult bf16 = vit_flowers::train(config, log16);
-  INFO("f32 run:\n" << log32.str() << "bf16 run:\n" << log16.str());
-  CHECK(log16.str().find("on sim, bf16 autocast") != std::string::npos);
+  const auto [f32, bf16, log32, log16] = train_f32_and_bf16(config);
+  INFO("f32 run:\n" << log32 << "bf16 run:\n" << log16);
+  CHECK(log16.find("on sim, bf16 autocast") != std::string::npos);
   REQUIRE(bf16.history.size() == 8);
   for (const auto& e : bf16.history) REQUIRE(std::isfinite(e.train_loss));
   CHECK(f32.history.back().train_loss < 0.85 * f32.history.front().train_loss);
