@@ -45,8 +45,8 @@ if ((sanitize)); then
   echo "== tests (ASan+UBSan)"
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   # A second schedule seed for every sim test (the release run uses the default, 1). Whole
-  # training runs on sim (label slow_sim) are too slow under ASan and run in the release stage only.
-  (cd build/asan && PETAL_SIM_SEED=2 ctest --output-on-failure -j "$jobs" --timeout 1800 -LE "cuda|install|slow_sim")
+  # training runs on sim (label long_e2e) are too slow under ASan and run in the release stage only.
+  (cd build/asan && PETAL_SIM_SEED=2 ctest --output-on-failure -j "$jobs" --timeout 1800 -LE "cuda|install|long_e2e")
 fi
 if ((sanitize)) && command -v clang++ >/dev/null; then
   # Coverage-guided fuzzing (libFuzzer, clang) of the image decoders and the safetensors reader,
@@ -73,7 +73,7 @@ if ((sanitize)); then
   echo "== tests (TSan: sim)"
   (cd build/tsan && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PETAL_SIM_SEED=3 \
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0" \
-    ctest --output-on-failure -j "$jobs" --timeout 1800 -L sim )
+    ctest --output-on-failure -j "$jobs" --timeout 1800 -L "^sim$" )
   (cd build/tsan && OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PETAL_SIM_SEED=3 \
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:report_signal_unsafe=0" \
     ./tests/petal_tests "[cross_backend]" )

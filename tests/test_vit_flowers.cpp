@@ -262,7 +262,7 @@ TEST_CASE("vit_flowers --amp bf16 trains the synthetic flowers to f32's accuracy
   CHECK_THROWS_WITH(vit_flowers::train(config, refused), Catch::Contains("--amp"));
 }
 
-TEST_CASE("vit_flowers --amp bf16 on sim trains like f32 on sim", "[vit_flowers][e2e][autocast][sim][slow_sim]") {
+TEST_CASE("vit_flowers --amp bf16 on sim trains like f32 on sim", "[vit_flowers][e2e][autocast][sim][long_e2e]") {
   // The CUDA kernels (executed by the simulator) under bf16 autocast: the flash attention,
   // the bf16 GEMMs, the casts, LayerNorm and cross-entropy taking bf16; the cpu case's data
   // and schedule.
