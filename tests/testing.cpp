@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "kernels/cpu/isa.h"
+
 namespace petal::testing {
 
 std::vector<std::string> test_devices() {
@@ -148,5 +150,19 @@ bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::
   CHECK(ok);
   return ok;
 }
+
+std::vector<std::string> test_cpu_isas() {
+  std::vector<std::string> isas{"baseline"};
+  if (kernels::cpu::cpu_supports_avx512()) isas.push_back("avx512");
+  return isas;
+}
+
+ScopedCpuIsa::ScopedCpuIsa(const std::string& isa) {
+  if (isa != "baseline" && isa != "avx512") FAIL("unknown CPU ISA " << isa);
+  previous_ = static_cast<int>(
+      kernels::cpu::set_cpu_isa(isa == "avx512" ? kernels::cpu::CpuIsa::avx512 : kernels::cpu::CpuIsa::baseline));
+}
+
+ScopedCpuIsa::~ScopedCpuIsa() { kernels::cpu::set_cpu_isa(static_cast<kernels::cpu::CpuIsa>(previous_)); }
 
 }  // namespace petal::testing

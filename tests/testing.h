@@ -42,6 +42,23 @@ double normalized_error(const Tensor& actual, const Tensor& expected);
 bool gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> inputs,
                double eps = 1e-6, double atol = 1e-5, double rtol = 1e-4);
 
+/// The CPU instruction sets the CPU backend's two-variant hot loops (kernels/cpu/isa.h) can
+/// run here: "baseline", plus "avx512" when this CPU has it. Use with GENERATE and
+/// ScopedCpuIsa so a cpu test covers both variants.
+std::vector<std::string> test_cpu_isas();
+
+/// Selects the CPU ISA ("baseline" or "avx512") for its lifetime, then restores the previous.
+class ScopedCpuIsa {
+ public:
+  explicit ScopedCpuIsa(const std::string& isa);
+  ~ScopedCpuIsa();
+  ScopedCpuIsa(const ScopedCpuIsa&) = delete;
+  ScopedCpuIsa& operator=(const ScopedCpuIsa&) = delete;
+
+ private:
+  int previous_;
+};
+
 /// True when the "cuda" device is usable; tests labelled [cuda] call SKIP_CUDA_IF_UNAVAILABLE().
 bool cuda_available();
 
