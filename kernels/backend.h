@@ -83,6 +83,51 @@ struct LinearArgs {
   LinearActivation act = LinearActivation::None;
 };
 
+/// Fused MLP (a transformer block's fc1 -> activation -> fc2): pre = x W1^T + b1 [m, h] (kept
+/// in aux when act != None), hidden = act(pre) [m, h] (kept: fc2's input), y = hidden W2^T + b2
+/// [m, n]; x [m, k], w1 [h, k], b1 [h], w2 [n, h], b2 [n] (biases may be null), all contiguous
+/// and of one dtype. fc1()/fc2() are the two fused Linears it is made of.
+struct MlpArgs {
+  DType dtype = DType::f32;
+  int64_t m = 0, k = 0, h = 0, n = 0;
+  const void* x = nullptr;
+  const void* w1 = nullptr;
+  const void* b1 = nullptr;
+  const void* w2 = nullptr;
+  const void* b2 = nullptr;
+  void* aux = nullptr;
+  void* hidden = nullptr;
+  void* y = nullptr;
+  LinearActivation act = LinearActivation::GeluErf;
+
+  LinearArgs fc1() const {
+    LinearArgs l;
+    l.dtype = dtype;
+    l.m = m;
+    l.n = h;
+    l.k = k;
+    l.x = x;
+    l.w = w1;
+    l.bias = b1;
+    l.y = hidden;
+    l.aux = act != LinearActivation::None ? aux : nullptr;
+    l.act = act;
+    return l;
+  }
+  LinearArgs fc2() const {
+    LinearArgs l;
+    l.dtype = dtype;
+    l.m = m;
+    l.n = n;
+    l.k = h;
+    l.x = hidden;
+    l.w = w2;
+    l.bias = b2;
+    l.y = y;
+    return l;
+  }
+};
+
 /// Fused scaled-dot-product attention on [B, H, S, Dh] operands. q/k/v have unit stride
 /// on Dh and arbitrary element strides for B, H, S (so a fused qkv projection is read in
 /// place); out is contiguous [B, H, S_q, Dh]; lse is contiguous [B, H, S_q] of the
@@ -242,6 +287,30 @@ class Backend {
   /// dx = dpre W [m, k], dw = dpre^T x [n, k], dbias = the column sums of dpre [n]; each
   /// output may be null (not wanted) and is overwritten.
   virtual void linear_backward(const LinearArgs& args, const void* dy, void* dx, void* dw, void* dbias) = 0;
+
+  /// Fused MLP: see MlpArgs. The default is the two fused Linears (linear_forward of fc1, then
+  /// of fc2), so every backend has it; cuda overrides the backward (kernels/cuda/mlp.cu).
+  virtual void mlp_forward(const MlpArgs& args) {
+    linear_forward(args.fc1());
+    linear_forward(args.fc2());
+  }
+  /// From dy [m, n] and the forward's aux and hidden: dhidden = dy W2, dpre = dhidden *
+  /// act'(aux), dx = dpre W1 [m, k], dw1 = dpre^T x [h, k], db1 [h], dw2 = dy^T hidden [n, h],
+  /// db2 [n]; each output may be null (not wanted) and is overwritten. The default runs
+  /// linear_backward of fc2 (into a temporary dhidden), then of fc1.
+  virtual void mlp_backward(const MlpArgs& args, const void* dy, void* dx, void* dw1, void* db1, void* dw2,
+                            void* db2) {
+    const size_t bytes = static_cast<size_t>(args.m * args.h > 0 ? args.m * args.h : 1) * dtype_size(args.dtype);
+    void* dhidden = allocate(bytes);
+    try {
+      linear_backward(args.fc2(), dy, dhidden, dw2, db2);
+      linear_backward(args.fc1(), dhidden, dx, dw1, db1);
+    } catch (...) {
+      deallocate(dhidden);
+      throw;
+    }
+    deallocate(dhidden);
+  }
 };
 
 /// The backend that owns memory of this device (throws petal::Error if unavailable).
@@ -253,7 +322,7 @@ Backend* cuda_backend(int index);
 
 /// What the CUDA backend plugin (libpetal_cuda) exports through petal_cuda_plugin_v1():
 /// libpetal checks `abi` and then calls through the table.
-constexpr int kCudaPluginAbi = 4;  // 3: Backend::linear_forward/backward (the fused Linear); 4: AttentionArgs dropout / deterministic
+constexpr int kCudaPluginAbi = 5;  // 3: Backend::linear_forward/backward (the fused Linear); 4: AttentionArgs dropout / deterministic; 5: Backend::mlp_forward/backward
 struct CudaPlugin {
   int abi;
   int (*device_count)();
