@@ -25,29 +25,7 @@ nn::ViTConfig bench_vit_config() {
 }
 
 void BM_vit_train_step(benchmark::State& state, const char* dev, bool amp) {
-  if (skip_without_device(state, dev)) return;
-  const Device device(dev);
-  const int64_t batch = state.range(0);
-  manual_seed(0);
-  auto model = std::make_shared<nn::ViT>(bench_vit_config());
-  model->to(device);
-  model->train();
-  optim::AdamW opt(model->parameters(), optim::AdamWOptions{});
-  const nn::CrossEntropyLoss criterion;
-  Tensor images = randn({batch, 3, 64, 64}, TensorOptions(DType::f32, device));
-  Tensor labels = randint(0, 5, {batch}).to(device);
-  for (auto _ : state) {
-    Tensor loss;
-    {
-      autocast mixed(device, DType::bf16, amp);
-      loss = criterion(model->forward(images), labels);
-    }
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-    sync(model->parameters()[0]);
-  }
-  state.counters["img/s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+  petal::bench::vit_train_step(state, bench_vit_config(), dev, amp);
 }
 
 // The ViT's parameters with random gradients.

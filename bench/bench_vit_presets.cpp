@@ -7,14 +7,9 @@
 #include <benchmark/benchmark.h>
 #include <petal/petal.h>
 
-#include <memory>
-#include <string>
-
 #include "bench_common.h"
 
 using namespace petal;
-using petal::bench::skip_without_device;
-using petal::bench::sync;
 
 namespace {
 
@@ -29,34 +24,8 @@ double forward_flops_per_image(const nn::ViTConfig& c) {
 }
 
 void BM_vit_preset_train_step(benchmark::State& state, const char* preset, const char* dev, bool amp) {
-  if (skip_without_device(state, dev)) return;
-  const Device device(dev);
-  const int64_t batch = state.range(0);
-  manual_seed(0);
   const nn::ViTConfig config = nn::ViTConfig::preset(preset, 5);
-  auto model = std::make_shared<nn::ViT>(config);
-  model->to(device);
-  model->train();
-  optim::AdamW opt(model->parameters(), optim::AdamWOptions{});
-  const nn::CrossEntropyLoss criterion;
-  Tensor images = randn({batch, 3, config.img_size, config.img_size}, TensorOptions(DType::f32, device));
-  Tensor labels = randint(0, 5, {batch}).to(device);
-  auto step = [&] {
-    Tensor loss;
-    {
-      autocast mixed(device, DType::bf16, amp);
-      loss = criterion(model->forward(images), labels);
-    }
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-    sync(model->parameters()[0]);
-  };
-  step();  // warm-up: first-touch allocations, GEMM plans, optimizer state
-  for (auto _ : state) step();
-  state.counters["img/s"] = benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["FLOPs"] = benchmark::Counter(3.0 * forward_flops_per_image(config) * static_cast<double>(batch),
-                                               benchmark::Counter::kIsIterationInvariantRate);
+  petal::bench::vit_train_step(state, config, dev, amp, 3.0 * forward_flops_per_image(config));
 }
 
 }  // namespace
