@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include <petal/device.h>
 #include <petal/dtype.h>
@@ -311,6 +312,33 @@ class Backend {
     }
     deallocate(dhidden);
   }
+
+  // ---- pinned host memory and asynchronous host-to-device copies (Tensor::pin_memory,
+  // to(device, non_blocking)). The defaults say "not supported": the cpu backend keeps them.
+  /// Page-locked host memory the device can DMA from (cudaHostAlloc on cuda; on sim, host
+  /// memory the simulator treats as pinned), usable as ordinary host memory; nullptr when
+  /// this backend has none. Freed by deallocate_pinned_host.
+  virtual void* allocate_pinned_host(size_t nbytes) {
+    (void)nbytes;
+    return nullptr;
+  }
+  virtual void deallocate_pinned_host(void* ptr) { (void)ptr; }
+  /// Copies nbytes from pinned host src to device dst and returns before the copy has run: the
+  /// copy is issued on the device's copy stream after the compute stream's earlier work (dst
+  /// may be in use) and the compute stream waits for it, so every later op sees the data.
+  /// keep_alive (owning src) is held until the copy has completed and released at a later
+  /// call (a synchronization, another copy). false: not supported, nothing was done.
+  virtual bool copy_from_host_async(void* dst, const void* src, size_t nbytes, std::shared_ptr<const void> keep_alive) {
+    (void)dst, (void)src, (void)nbytes, (void)keep_alive;
+    return false;
+  }
+  /// The same copy into a new allocation of nbytes (freed by deallocate) made on the copy
+  /// stream, so the copy need not wait for the compute stream's earlier work and overlaps
+  /// with it. nullptr: not supported, nothing was done.
+  virtual void* allocate_copy_from_host_async(const void* src, size_t nbytes, std::shared_ptr<const void> keep_alive) {
+    (void)src, (void)nbytes, (void)keep_alive;
+    return nullptr;
+  }
 };
 
 /// The backend that owns memory of this device (throws petal::Error if unavailable).
@@ -322,7 +350,7 @@ Backend* cuda_backend(int index);
 
 /// What the CUDA backend plugin (libpetal_cuda) exports through petal_cuda_plugin_v1():
 /// libpetal checks `abi` and then calls through the table.
-constexpr int kCudaPluginAbi = 5;  // 3: Backend::linear_forward/backward (the fused Linear); 4: AttentionArgs dropout / deterministic; 5: Backend::mlp_forward/backward
+constexpr int kCudaPluginAbi = 6;  // 3: Backend::linear_forward/backward (the fused Linear); 4: AttentionArgs dropout / deterministic; 5: Backend::mlp_forward/backward; 6: pinned host memory, async host-to-device copies
 struct CudaPlugin {
   int abi;
   int (*device_count)();
