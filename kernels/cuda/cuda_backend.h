@@ -2,7 +2,7 @@
 // GPU) and by the host compiler as sim_impl::CudaBackend (the simulator's one device).
 // Each family of methods lives in its own file with its kernels and launchers:
 // backend.cu (memory, registration), copy.cu, random.cu, elementwise.cu, reduce.cu,
-// softmax.cu, gemm.cu, index.cu, attention.cu (+ flash_attention.cu), linear.cu.
+// softmax.cu, gemm.cu, index.cu, attention.cu (+ flash_attention.cu), linear.cu, mlp.cu.
 #pragma once
 #include <string>
 
@@ -77,6 +77,9 @@ class CudaBackend final : public Backend {
                                const SgdArgs& args) override;
   void linear_forward(const LinearArgs& args) override;
   void linear_backward(const LinearArgs& args, const void* dy, void* dx, void* dw, void* dbias) override;
+  // mlp_forward: Backend's composition of the two linear_forward calls (their epilogues).
+  void mlp_backward(const MlpArgs& args, const void* dy, void* dx, void* dw1, void* db1, void* dw2,
+                    void* db2) override;
 
  private:
   /// Makes this backend's GPU current and returns its compute stream.

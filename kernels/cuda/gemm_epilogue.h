@@ -23,7 +23,20 @@ enum class GemmEpilogue : uint8_t {
   GeluAuxBias,  // aux = A B + bias, D = gelu_tanh(aux)
   GeluAux,      // aux = A B, D = gelu_tanh(aux)
   BGradB,       // D = A B and bias = the sums of B over k (the bias gradient of the dW GEMM)
+  DGelu,        // D = (A B) * gelu_tanh'(aux) (aux: the forward's GELU input, read)
+  DGeluBGrad,   // DGelu and bias = the sums of D over its rows (the bias gradient of the layer before)
 };
+
+/// The epilogue reads or writes a bias vector (CUBLASLT_MATMUL_DESC_BIAS_POINTER).
+inline bool epilogue_uses_bias(GemmEpilogue e) {
+  return e == GemmEpilogue::Bias || e == GemmEpilogue::GeluAuxBias || e == GemmEpilogue::BGradB ||
+         e == GemmEpilogue::DGeluBGrad;
+}
+/// The epilogue writes (GELU_AUX*) or reads (DGELU*) an aux matrix with a leading dimension.
+inline bool epilogue_uses_aux(GemmEpilogue e) {
+  return e == GemmEpilogue::GeluAuxBias || e == GemmEpilogue::GeluAux || e == GemmEpilogue::DGelu ||
+         e == GemmEpilogue::DGeluBGrad;
+}
 
 inline const char* gemm_epilogue_name(GemmEpilogue e) {
   switch (e) {
@@ -32,6 +45,8 @@ inline const char* gemm_epilogue_name(GemmEpilogue e) {
     case GemmEpilogue::GeluAuxBias: return "gelu_aux_bias";
     case GemmEpilogue::GeluAux: return "gelu_aux";
     case GemmEpilogue::BGradB: return "bgradb";
+    case GemmEpilogue::DGelu: return "dgelu";
+    case GemmEpilogue::DGeluBGrad: return "dgelu_bgrad";
   }
   return "?";
 }
@@ -112,6 +127,28 @@ inline LinearBackwardPlan linear_backward_plan(const LinearArgs& a, bool lt, boo
     p.dw_bgradb = true;
     p.reduce_bias = false;
   }
+  return p;
+}
+
+/// The backward of a fused MLP (fc1 -> GELU -> fc2, kernels/cuda/mlp.cu). fc2's dX GEMM
+/// (dhidden = dy W2, [m, h]) is the GEMM that precedes fc1's activation gradient, so with the
+/// tanh GELU it can carry DGELU_BGRAD: dpre = (dy W2) * gelu'(aux) and db1 = the column sums
+/// of dpre, then fc1's dW1 and dx GEMMs run plain. What cuBLASLt cannot take (the erf GELU,
+/// since its GELU is the tanh form; f64; aux misaligned or h % 8 != 0, the aux leading
+/// dimension; db1 misaligned; the simulator) and a problem it has no algorithm for
+/// (rt_gemm_epilogue false) take the composition: fc2's linear_backward into dhidden, then
+/// fc1's (Backend::mlp_backward), which on cuda still has BGRADB on both dW GEMMs.
+struct MlpBackwardPlan {
+  GemmEpilogue dhidden_epilogue = GemmEpilogue::None;  // DGelu / DGeluBGrad, or None: the composition
+};
+
+inline MlpBackwardPlan mlp_backward_plan(const MlpArgs& a, bool lt, const void* db1) {
+  MlpBackwardPlan p;
+  const bool lt_dtype = a.dtype == DType::f32 || a.dtype == DType::bf16 || a.dtype == DType::f16;
+  if (!lt || !lt_dtype || a.act != LinearActivation::GeluTanh) return p;
+  if (a.aux == nullptr || !aligned16(a.aux) || a.h % 8 != 0) return p;
+  if (db1 != nullptr && !aligned16(db1)) return p;
+  p.dhidden_epilogue = db1 != nullptr ? GemmEpilogue::DGeluBGrad : GemmEpilogue::DGelu;
   return p;
 }
 

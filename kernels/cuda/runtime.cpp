@@ -9,7 +9,8 @@
 //    the source is staged, device->host copies overlap the DMA of one chunk with the
 //    host copy of the previous one;
 //  - a cuBLASLt handle and workspace for float32/bf16/f16 GEMMs (TF32 opt-in), with the
-//    bias / GELU / bias-gradient epilogues of the fused Linear (rt_gemm_epilogue), and a
+//    bias / GELU / bias-gradient epilogues of the fused Linear and the DGELU(_BGRAD) of the
+//    fused MLP's backward (rt_gemm_epilogue), and a
 //    cuBLAS handle for float64 and degenerate (k = 0) GEMMs.
 // Every CUDA/cuBLAS call is checked and throws petal::Error naming the call and the op.
 #include <cublasLt.h>
@@ -359,6 +360,8 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
     case GemmEpilogue::GeluAuxBias: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     case GemmEpilogue::GeluAux: return CUBLASLT_EPILOGUE_GELU_AUX;
     case GemmEpilogue::BGradB: return CUBLASLT_EPILOGUE_BGRADB;
+    case GemmEpilogue::DGelu: return CUBLASLT_EPILOGUE_DGELU;
+    case GemmEpilogue::DGeluBGrad: return CUBLASLT_EPILOGUE_DGELU_BGRAD;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -366,9 +369,9 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
 /// Points the plan's epilogue at this call's bias and aux buffers.
 void set_epilogue_pointers(cublasLtMatmulDesc_t desc, GemmEpilogue e, void* bias, void* aux) {
   if (e == GemmEpilogue::None) return;
-  if (e != GemmEpilogue::GeluAux)
+  if (epilogue_uses_bias(e))
     CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  if (e == GemmEpilogue::GeluAuxBias || e == GemmEpilogue::GeluAux)
+  if (epilogue_uses_aux(e))
     CUBLAS_CHECK("gemm",
                  cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
 }
@@ -388,12 +391,12 @@ std::unique_ptr<LtPlan> make_lt_plan(DeviceState& s, const GemmArgs& g, bool tf3
   if (epilogue != GemmEpilogue::None) {
     const cublasLtEpilogue_t e = lt_epilogue(epilogue);
     CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
-    if (epilogue != GemmEpilogue::GeluAux) {
+    if (epilogue_uses_bias(epilogue)) {
       const int32_t bias_type = type;  // the bias (gradient) vector in the output's dtype
       CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                           &bias_type, sizeof(bias_type)));
     }
-    if (epilogue == GemmEpilogue::GeluAuxBias || epilogue == GemmEpilogue::GeluAux) {
+    if (epilogue_uses_aux(epilogue)) {  // GELU input written (GELU_AUX*) or read (DGELU*), D's dtype
       CUBLAS_CHECK("gemm", cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld,
                                                           sizeof(aux_ld)));
     }
@@ -489,6 +492,8 @@ void rt_gemm(const GemmArgs& args) {
   const bool shared_operand = args.batch > 1 && (args.stride_a == 0 || args.stride_b == 0);
   if (args.dtype == DType::f64 || args.k == 0 || shared_operand || !gemm_lt(s, args)) gemm_blas(s, args);
 }
+
+bool rt_lt_epilogues() { return true; }
 
 bool rt_gemm_epilogue(const GemmArgs& args, GemmEpilogue epilogue, void* bias, void* aux, int64_t aux_ld) {
   const bool lt_dtype = args.dtype == DType::f32 || args.dtype == DType::bf16 || args.dtype == DType::f16;

@@ -30,7 +30,12 @@ void rt_gemm(const GemmArgs& args);
 /// dimension aux_ld receives the pre-activation (GeluAux*). Returns false, having done
 /// nothing, when the epilogue cannot run (no cuBLASLt algorithm for it, or the simulator,
 /// which has no cuBLASLt): the caller then runs the plain GEMM and its own kernels.
+/// Epilogues: bias (Bias, GeluAuxBias, DGeluBGrad: the bias gradient) and aux (the GELU input,
+/// written by GeluAux*, read by DGelu*) as in gemm_epilogue.h.
 bool rt_gemm_epilogue(const GemmArgs& args, GemmEpilogue epilogue, void* bias, void* aux, int64_t aux_ld);
+/// Whether epilogues are worth planning (rt_gemm_epilogue may return true): on cuda always; on
+/// the simulator only under the test hook sim::set_lt_epilogues (kernels/sim/sim.h).
+bool rt_lt_epilogues();
 
 }  // namespace petal::kernels::PETAL_CUDA_NS
 

@@ -3,6 +3,7 @@
 // finished), and GEMMs, which the real backend hands to cuBLASLt, run on the CPU backend.
 // Allocations are exact-size heap blocks so that ASan reports out-of-bounds accesses of
 // simulated kernels to global memory, and are poisoned (0xff bytes) as initcheck would flag.
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -10,6 +11,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/sim/sim.h"
 
 namespace petal::kernels::sim_impl {
 
@@ -58,7 +60,79 @@ void rt_gemm(const GemmArgs& args) {
   cpu->gemm(args);
 }
 
-// No cuBLASLt here: fused linears run the plain GEMM and the kernels of linear.cu.
-bool rt_gemm_epilogue(const GemmArgs&, GemmEpilogue, void*, void*, int64_t) { return false; }
+bool rt_lt_epilogues() { return sim::lt_epilogues() != sim::LtEpilogues::Off; }
+
+// No cuBLASLt here: fused linears run the plain GEMM and the kernels of linear.cu. Under the
+// test hook sim::set_lt_epilogues(Emulate), DGELU / DGELU_BGRAD run on the CPU backend: the
+// GEMM into a temporary, dgelu(tanh) against aux into C, the bias gradient as C's column sums.
+bool rt_gemm_epilogue(const GemmArgs& g, GemmEpilogue epilogue, void* bias, void* aux, int64_t aux_ld) {
+  if (sim::lt_epilogues() != sim::LtEpilogues::Emulate) return false;
+  if (epilogue != GemmEpilogue::DGelu && epilogue != GemmEpilogue::DGeluBGrad) return false;
+  const bool lt_dtype = g.dtype == DType::f32 || g.dtype == DType::bf16 || g.dtype == DType::f16;
+  if (!lt_dtype || g.batch != 1 || g.m <= 0 || g.n <= 0 || g.k <= 0) return false;
+  PETAL_CHECK(aux != nullptr && aux_ld >= g.n && aux_ld % 8 == 0, "sim: DGELU epilogue needs aux with ld >= ", g.n,
+              " and divisible by 8, got ld ", aux_ld);
+  PETAL_CHECK(epilogue != GemmEpilogue::DGeluBGrad || bias != nullptr, "sim: DGELU_BGRAD needs a bias gradient vector");
+  Backend* cpu = cpu_backend();
+  PETAL_CHECK(cpu != nullptr, "sim: gemm needs the CPU backend, which is unavailable");
+  const size_t es = dtype_size(g.dtype);
+  void* product = rt_malloc(static_cast<size_t>(g.m * g.n) * es);
+  try {
+    GemmArgs t = g;
+    t.c = product;
+    t.ldc = g.n;
+    t.beta = 0.0;
+    cpu->gemm(t);
+    auto view2 = [&](void* data, int64_t ld) {
+      View v;
+      v.data = data;
+      v.dtype = g.dtype;
+      v.ndim = 2;
+      v.shape[0] = g.m;
+      v.shape[1] = g.n;
+      v.strides[0] = ld;
+      v.strides[1] = 1;
+      return v;
+    };
+    const View d = view2(g.c, g.ldc), ab = view2(product, g.n), pre = view2(aux, aux_ld);
+    cpu->unary_backward(UnaryOp::GeluTanh, d, ab, pre, pre, 0.0, 0.0);
+    if (epilogue == GemmEpilogue::DGeluBGrad) {
+      View out;  // [n]
+      out.data = bias;
+      out.dtype = g.dtype;
+      out.ndim = 1;
+      out.shape[0] = g.n;
+      out.strides[0] = 1;
+      View in;  // D seen as [n, m]: columns kept, rows reduced
+      in.data = g.c;
+      in.dtype = g.dtype;
+      in.ndim = 2;
+      in.shape[0] = g.n;
+      in.shape[1] = g.m;
+      in.strides[0] = 1;
+      in.strides[1] = g.ldc;
+      cpu->reduce(ReduceOp::Sum, out, in, 1);
+    }
+  } catch (...) {
+    rt_free(product);
+    throw;
+  }
+  rt_free(product);
+  return true;
+}
 
 }  // namespace petal::kernels::sim_impl
+
+namespace petal::sim {
+
+namespace {
+std::atomic<LtEpilogues>& lt_epilogues_mode() {
+  static std::atomic<LtEpilogues> mode{LtEpilogues::Off};
+  return mode;
+}
+}  // namespace
+
+void set_lt_epilogues(LtEpilogues mode) { lt_epilogues_mode().store(mode); }
+LtEpilogues lt_epilogues() { return lt_epilogues_mode().load(); }
+
+}  // namespace petal::sim

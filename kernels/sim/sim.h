@@ -67,6 +67,16 @@ struct Stats {
 };
 Stats stats();
 
+/// Test hook for the cuda backend's cuBLASLt epilogue paths, which otherwise only run on a GPU.
+/// Off (the default): the simulator has no cuBLASLt, so kernels/cuda/*.cu plan no epilogue.
+/// Emulate: kernels/cuda/mlp.cu plans its epilogues as on a GPU and rt_gemm_epilogue computes
+/// DGELU / DGELU_BGRAD (what cuBLASLt documents: D = (A B) * gelu_tanh'(aux), bias = the row
+/// sums of D) on the CPU backend; other epilogues are declined. Decline: planned as on a GPU,
+/// then every epilogue is declined, as when cuBLASLt has no algorithm for the problem.
+enum class LtEpilogues { Off, Emulate, Decline };
+void set_lt_epilogues(LtEpilogues mode);
+LtEpilogues lt_epilogues();
+
 namespace detail {
 /// Type-erased launch: runs body(payload) once per simulated thread of grid x block.
 void launch_erased(const char* kernel_name, const void* kernel_id, dim3 grid, dim3 block, size_t dynamic_smem_bytes,
