@@ -13,6 +13,10 @@
 #include "kernels/cuda/runtime.h"
 #include "kernels/sim/sim.h"
 
+namespace petal::sim::detail {
+void count_lt_epilogue();  // the emulated epilogues' counter (below)
+}  // namespace petal::sim::detail
+
 namespace petal::kernels::sim_impl {
 
 namespace {
@@ -118,6 +122,7 @@ bool rt_gemm_epilogue(const GemmArgs& g, GemmEpilogue epilogue, void* bias, void
     throw;
   }
   rt_free(product);
+  sim::detail::count_lt_epilogue();
   return true;
 }
 
@@ -130,9 +135,15 @@ std::atomic<LtEpilogues>& lt_epilogues_mode() {
   static std::atomic<LtEpilogues> mode{LtEpilogues::Off};
   return mode;
 }
+std::atomic<uint64_t>& lt_epilogues_count() {
+  static std::atomic<uint64_t> count{0};
+  return count;
+}
 }  // namespace
 
 void set_lt_epilogues(LtEpilogues mode) { lt_epilogues_mode().store(mode); }
 LtEpilogues lt_epilogues() { return lt_epilogues_mode().load(); }
+uint64_t lt_epilogues_emulated() { return lt_epilogues_count().load(); }
+void detail::count_lt_epilogue() { lt_epilogues_count().fetch_add(1); }
 
 }  // namespace petal::sim

@@ -76,6 +76,8 @@ Stats stats();
 enum class LtEpilogues { Off, Emulate, Decline };
 void set_lt_epilogues(LtEpilogues mode);
 LtEpilogues lt_epilogues();
+/// How many epilogue GEMMs the emulation has computed since the start of the process.
+uint64_t lt_epilogues_emulated();
 
 namespace detail {
 /// Type-erased launch: runs body(payload) once per simulated thread of grid x block.

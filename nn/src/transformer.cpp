@@ -49,9 +49,14 @@ FFN::FFN(int64_t d, int64_t hidden, const std::string& activation, double dropou
 }
 
 Tensor FFN::forward(const Tensor& x) {
-  // fc1 + GELU as one fused op (the activation in the GEMM's epilogue where cuBLASLt can).
   if (auto gelu = std::dynamic_pointer_cast<GELU>(act)) {
-    const Tensor h = fused_linear(x, fc1->weight, fc1->bias, gelu->tanh_approximation ? "gelu_tanh" : "gelu");
+    const char* activation = gelu->tanh_approximation ? "gelu_tanh" : "gelu";
+    // No dropout between the GELU and fc2 (p = 0 or eval): fc1 + GELU + fc2 as one fused op,
+    // whose backward on cuda puts the GELU and fc1 bias gradients in fc2's dX GEMM epilogue.
+    if (drop->p == 0.0 || !drop->is_training())
+      return drop->forward(fused_mlp(x, fc1->weight, fc1->bias, fc2->weight, fc2->bias, activation));
+    // fc1 + GELU as one fused op (the activation in the GEMM's epilogue where cuBLASLt can).
+    const Tensor h = fused_linear(x, fc1->weight, fc1->bias, activation);
     return drop->forward(fc2->forward(drop->forward(h)));
   }
   return drop->forward(fc2->forward(drop->forward(act->forward(fc1->forward(x)))));

@@ -118,6 +118,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 /// bias [out] (may be undefined), activation "none", "gelu" (erf) or "gelu_tanh"; on cuda
 /// the bias, the tanh GELU and the bias gradient ride in cuBLASLt epilogues.
 Tensor fused_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const std::string& activation = "none");
+/// Fused MLP (core/ops/mlp.cpp): fc2(act(fc1(x))) = act(x W1^T + b1) W2^T + b2 for x [..., in],
+/// w1 [hidden, in], b1 [hidden], w2 [out, hidden], b2 [out] (biases may be undefined),
+/// activation "gelu" (erf), "gelu_tanh" or "none"; what two fused_linear calls compute (bit for bit on cpu).
+/// On cuda the backward's fc2 dX GEMM carries cuBLASLt's DGELU_BGRAD (tanh GELU): fc1's
+/// activation gradient and bias gradient in its epilogue.
+Tensor fused_mlp(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
+                 const std::string& activation = "gelu");
 /// Conv2d with kernel = stride = patch size: x [B, C, H, W], weight [D, C, P, P], bias [D]
 /// (may be undefined) -> tokens [B, (H/P)*(W/P), D].
 Tensor patch_embed(const Tensor& x, const Tensor& weight, const Tensor& bias);
