@@ -12,7 +12,14 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
   for (auto s : shape) PETAL_CHECK(s >= 0, "empty: negative dimension in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   int64_t n = detail::shape_numel(shape);
-  impl->storage = std::make_shared<Storage>(static_cast<size_t>(n) * dtype_size(opts.dtype()), opts.device());
+  const size_t nbytes = static_cast<size_t>(n) * dtype_size(opts.dtype());
+  if (opts.pinned_memory()) {
+    PETAL_CHECK(opts.device().is_cpu(), "empty: pinned_memory is for cpu tensors, got device ", opts.device().str(),
+                " (shape ", shape_str(shape), ")");
+    impl->storage = std::make_shared<Storage>(nbytes, Storage::Pinned{});
+  } else {
+    impl->storage = std::make_shared<Storage>(nbytes, opts.device());
+  }
   impl->shape = shape;
   impl->strides = detail::contiguous_strides(shape);
   impl->dtype = opts.dtype();

@@ -24,13 +24,21 @@ std::string shape_str(const Shape& s) {
   return r + "]";
 }
 
+namespace detail {
+void release_pinned(void* data);  // pinned_memory.cpp
+}
+
 Storage::Storage(size_t n, Device dev) : nbytes(n), device(dev) {
   data = kernels::backend_for(dev).allocate(n == 0 ? 1 : n);
 }
+Storage::Storage(void* adopted, size_t n, Device dev, Adopt) : data(adopted), nbytes(n), device(dev) {}
 Storage::~Storage() {
   if (data) {
     try {
-      kernels::backend_for(device).deallocate(data);
+      if (pinned_by != nullptr)
+        detail::release_pinned(data);
+      else
+        kernels::backend_for(device).deallocate(data);
     } catch (...) {
     }
   }
@@ -332,13 +340,45 @@ Tensor Tensor::clone() const {
   return out;
 }
 
-Tensor Tensor::to(Device dev, DType dt) const {
+namespace {
+/// A new contiguous device copy of contiguous pinned host tensor t, uploaded without waiting
+/// (Backend::allocate_copy_from_host_async; t's storage is held until the copy is done), or
+/// an undefined tensor when the backend has no asynchronous copies.
+Tensor upload_async(const Tensor& t, Device dev) {
+  kernels::Backend& be = kernels::backend_for(dev);
+  const size_t nbytes = static_cast<size_t>(t.numel()) * t.element_size();
+  const void* src = t.data_ptr();
+  std::shared_ptr<const void> keep_alive(t.impl()->storage, src);  // owns the pinned storage
+  void* p = be.allocate_copy_from_host_async(src, nbytes, std::move(keep_alive));
+  if (p == nullptr) return Tensor();
+  auto impl = std::make_shared<TensorImpl>();
+  try {
+    impl->storage = std::make_shared<Storage>(p, nbytes, dev, Storage::Adopt{});
+  } catch (...) {
+    be.deallocate(p);  // ordered after the copy on the device
+    throw;
+  }
+  impl->shape = t.shape();
+  impl->strides = detail::contiguous_strides(t.shape());
+  impl->dtype = t.dtype();
+  return Tensor(impl);
+}
+}  // namespace
+
+Tensor Tensor::to(Device dev, DType dt, bool non_blocking) const {
   check_defined("to");
   if (dev == device() && dt == dtype()) return *this;
-  Tensor out = empty(shape(), TensorOptions(dt, dev));
+  Tensor out;
   {
     NoGradGuard ng;
-    out.copy_(*this);
+    if (non_blocking && !dev.is_cpu() && device().is_cpu() && is_pinned() && is_contiguous() && numel() > 0) {
+      out = upload_async(*this, dev);
+      if (out.defined() && dt != dtype()) out = out.to(dt);  // converted on the device, after the copy
+    }
+    if (!out.defined()) {
+      out = empty(shape(), TensorOptions(dt, dev));
+      out.copy_(*this);
+    }
   }
   Device src_dev = device();
   DType src_dt = dtype();
@@ -350,7 +390,10 @@ Tensor Tensor::to(Device dev, DType dt) const {
   return out;
 }
 Tensor Tensor::to(Device dev) const { return to(dev, dtype()); }
-Tensor Tensor::to(const TensorOptions& options) const { return to(options.device(), options.dtype()); }
+Tensor Tensor::to(Device dev, bool non_blocking) const { return to(dev, dtype(), non_blocking); }
+Tensor Tensor::to(const TensorOptions& options, bool non_blocking) const {
+  return to(options.device(), options.dtype(), non_blocking);
+}
 Tensor Tensor::to(DType dt) const { return to(device(), dt); }
 
 Tensor Tensor::detach() const {
@@ -384,7 +427,7 @@ template std::vector<uint8_t> Tensor::tolist<uint8_t>() const;
 
 // ---------------------------------------------------------------- in-place
 
-Tensor& Tensor::copy_(const Tensor& src_in) {
+Tensor& Tensor::copy_(const Tensor& src_in, bool non_blocking) {
   check_defined("copy_");
   detail::check_defined("copy_", src_in);
   detail::check_inplace("copy_", *this);
@@ -396,6 +439,20 @@ Tensor& Tensor::copy_(const Tensor& src_in) {
   if (src.device() != device()) {
     // Cross-device: stage through a contiguous host buffer of the source dtype.
     Tensor s = src.detach().contiguous();
+    if (non_blocking && s.device().is_cpu() && s.is_pinned()) {
+      const size_t nbytes = static_cast<size_t>(s.numel()) * s.element_size();
+      if (s.shape() == shape() && s.dtype() == dtype() && is_contiguous()) {  // straight into this
+        std::shared_ptr<const void> keep_alive(s.impl()->storage, s.data_ptr());
+        if (detail::backend_of(*this).copy_from_host_async(data_ptr(), s.data_ptr(), nbytes, std::move(keep_alive)))
+          return *this;
+      } else {
+        Tensor staged = upload_async(s, device());  // then broadcast / convert / stride on the device
+        if (staged.defined()) {
+          detail::backend_of(*this).copy(detail::to_view(*this), detail::to_view(staged, shape()));
+          return *this;
+        }
+      }
+    }
     Tensor staged = empty(s.shape(), TensorOptions(s.dtype(), device()));
     size_t nbytes = static_cast<size_t>(s.numel()) * s.element_size();
     if (s.device().is_cpu()) {

@@ -14,10 +14,12 @@
 #include <thread>
 
 #include <petal/error.h>
+#include <petal/warning.h>
 
 namespace petal::data {
 
-Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch) {
+Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch,
+                 bool pin_memory) {
   PETAL_CHECK(!indices.empty(), "DataLoader: empty batch");
   Batch batch;
   batch.indices = indices;
@@ -41,11 +43,13 @@ Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, ui
   }
   Shape shape = images[0].shape();
   shape.insert(shape.begin(), static_cast<int64_t>(images.size()));
-  batch.images = empty(shape);
+  // With pin_memory the batch is written straight into pinned memory (no extra copy).
+  batch.images = empty(shape, TensorOptions(DType::f32).pinned_memory(pin_memory));
   const size_t per = static_cast<size_t>(images[0].numel());
   float* dst = batch.images.data<float>();
   for (size_t b = 0; b < images.size(); ++b) std::memcpy(dst + b * per, images[b].data<float>(), per * sizeof(float));
-  batch.labels = tensor(labels, {static_cast<int64_t>(labels.size())});
+  batch.labels = empty({static_cast<int64_t>(labels.size())}, TensorOptions(DType::i64).pinned_memory(pin_memory));
+  std::memcpy(batch.labels.data<int64_t>(), labels.data(), labels.size() * sizeof(int64_t));
   return batch;
 }
 
@@ -57,6 +61,10 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
   PETAL_CHECK(options_.prefetch >= 1, "DataLoader: prefetch must be >= 1, got ", options_.prefetch);
   PETAL_CHECK(!options_.sampler || !options_.shuffle,
               "DataLoader: shuffle must be off with a sampler (the sampler decides the order)");
+  pin_ = options_.pin_memory && pinned_memory_available();
+  if (options_.pin_memory && !pin_)
+    warn_once("DataLoader.pin_memory", "DataLoader: pin_memory is set but no accelerator (cuda device or simulator) "
+                                       "is available to pin memory for; the batches are ordinary cpu tensors");
 }
 
 int64_t DataLoader::num_batches() const {
@@ -110,7 +118,7 @@ struct DataLoader::Epoch::State {
       }
       Result r;
       try {
-        r.batch = load_batch(*dataset, batches[static_cast<size_t>(k)], options.seed, epoch);
+        r.batch = load_batch(*dataset, batches[static_cast<size_t>(k)], options.seed, epoch, options.pin_memory);
       } catch (...) {
         r.error = std::current_exception();
       }
@@ -138,6 +146,7 @@ DataLoader::Epoch DataLoader::epoch(int64_t epoch) const {
   auto state = std::make_unique<Epoch::State>();
   state->dataset = dataset_;
   state->options = options_;
+  state->options.pin_memory = pin_;
   state->epoch = epoch;
   const std::vector<int64_t> order = epoch_order(epoch);
   const int64_t nb = num_batches(), bs = options_.batch_size;
@@ -173,7 +182,7 @@ std::optional<Batch> DataLoader::Epoch::next() {
   if (k >= static_cast<int64_t>(s.batches.size())) return std::nullopt;
   if (s.workers.empty()) {
     ++s.next_consume;
-    return load_batch(*s.dataset, s.batches[static_cast<size_t>(k)], s.options.seed, s.epoch);
+    return load_batch(*s.dataset, s.batches[static_cast<size_t>(k)], s.options.seed, s.epoch, s.options.pin_memory);
   }
   State::Result r;
   {

@@ -59,6 +59,37 @@ void CudaBackend::synchronize() {
   rt_synchronize();
 }
 
+// Pinned host memory is not tied to a stream: no activate() on the simulator (whose hook runs
+// queued copies), only the device made current for the CUDA runtime.
+void* CudaBackend::allocate_pinned_host(size_t nbytes) {
+#ifndef PETAL_SIM_COMPILE
+  rt_set_device(device_);
+#endif
+  return rt_host_alloc(nbytes);
+}
+
+void CudaBackend::deallocate_pinned_host(void* ptr) {
+  if (ptr == nullptr) return;
+#ifndef PETAL_SIM_COMPILE
+  rt_set_device(device_);
+#endif
+  rt_host_free(ptr);
+}
+
+bool CudaBackend::copy_from_host_async(void* dst, const void* src, size_t nbytes,
+                                       std::shared_ptr<const void> keep_alive) {
+  if (nbytes == 0) return true;
+  activate();
+  rt_memcpy_h2d_async(dst, src, nbytes, std::move(keep_alive));
+  return true;
+}
+
+void* CudaBackend::allocate_copy_from_host_async(const void* src, size_t nbytes,
+                                                 std::shared_ptr<const void> keep_alive) {
+  activate();
+  return rt_malloc_h2d_async(src, nbytes, std::move(keep_alive));
+}
+
 }  // namespace petal::kernels::PETAL_CUDA_NS
 
 #ifdef PETAL_SIM_COMPILE

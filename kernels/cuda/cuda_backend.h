@@ -4,6 +4,7 @@
 // backend.cu (memory, registration), copy.cu, random.cu, elementwise.cu, reduce.cu,
 // softmax.cu, gemm.cu, index.cu, attention.cu (+ flash_attention.cu), linear.cu, mlp.cu.
 #pragma once
+#include <memory>
 #include <string>
 
 #include "kernels/backend.h"
@@ -28,6 +29,10 @@ class CudaBackend final : public Backend {
   void copy_from_host(void* dst, const void* src, size_t nbytes) override;
   void copy_to_host(void* dst, const void* src, size_t nbytes) override;
   void synchronize() override;
+  void* allocate_pinned_host(size_t nbytes) override;
+  void deallocate_pinned_host(void* ptr) override;
+  bool copy_from_host_async(void* dst, const void* src, size_t nbytes, std::shared_ptr<const void> keep_alive) override;
+  void* allocate_copy_from_host_async(const void* src, size_t nbytes, std::shared_ptr<const void> keep_alive) override;
 
   void copy(const View& dst, const View& src) override;
   void fill(const View& dst, double value) override;
@@ -82,9 +87,11 @@ class CudaBackend final : public Backend {
                     void* db2) override;
 
  private:
-  /// Makes this backend's GPU current and returns its compute stream.
+  /// Makes this backend's GPU current and returns its compute stream. On the simulator, runs
+  /// the asynchronous copies the compute stream has waited for first (runtime.h).
   Stream activate() const {
 #ifdef PETAL_SIM_COMPILE
+    rt_sim_run_waited_copies();
     return nullptr;
 #else
     rt_set_device(device_);

@@ -1,7 +1,11 @@
 // The real runtime layer of the CUDA backend (host code; linked with cudart, cuBLASLt
 // and cuBLAS). Per device, created on first use and kept for the life of the process:
 //  - one non-blocking compute stream: every allocation, copy, kernel and GEMM of that
-//    device is ordered on it, so the backend never needs cross-stream events;
+//    device is ordered on it, so the backend never needs cross-stream events, except for
+//  - one non-blocking copy stream for asynchronous host->device copies from pinned memory
+//    (rt_memcpy_h2d_async, rt_malloc_h2d_async): each copy is followed by an event the
+//    compute stream waits on, and its source is kept alive until that event has completed
+//    (released at a later copy or synchronization, never while the DMA may read it);
 //  - memory from the device's stream-ordered pool (cudaMallocAsync/cudaFreeAsync) with
 //    the release threshold at its maximum, so freed blocks are reused without
 //    returning to the driver (allocation is cheap, as in a caching allocator);
@@ -18,6 +22,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -60,9 +65,23 @@ struct DeviceState {
   cublasLtHandle_t lt = nullptr;
   cublasHandle_t blas = nullptr;
   void* lt_workspace = nullptr;
+  // Asynchronous host->device copies (under copy_mutex).
+  cudaStream_t copy_stream = nullptr;
+  std::mutex copy_mutex;
+  cudaEvent_t compute_mark = nullptr;  // the compute stream's tail, before a copy into memory it may use
+  struct InFlight {
+    cudaEvent_t done;                       // recorded on the copy stream after the copy
+    std::shared_ptr<const void> keep_alive; // owns the pinned source
+  };
+  std::deque<InFlight> in_flight;  // in issue order (the copy stream runs in order)
+  std::atomic<size_t> in_flight_count{0};
+  std::vector<cudaEvent_t> spare_events;
 };
 
 thread_local int tls_current_device = -1;
+
+void release_completed_copies(DeviceState& s);
+void d2h_staged(DeviceState& s, void* dst, const void* src, size_t n);
 
 int current_device() {
   if (tls_current_device < 0) CUDA_CHECK("current device", cudaGetDevice(&tls_current_device));
@@ -86,6 +105,8 @@ DeviceState* create_state(int device) {
     CUDA_CHECK("device setup", cudaMallocHost(&s->staging[i], kStagingBytes));
     CUDA_CHECK("device setup", cudaEventCreateWithFlags(&s->staging_done[i], cudaEventDisableTiming));
   }
+  CUDA_CHECK("device setup", cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking));
+  CUDA_CHECK("device setup", cudaEventCreateWithFlags(&s->compute_mark, cudaEventDisableTiming));
   return s;
 }
 
@@ -139,8 +160,10 @@ bool rt_allow_tf32() { return allow_tf32_flag().load(); }
 
 // ------------------------------------------------------------------ memory
 
-void* rt_malloc(size_t nbytes) {
-  DeviceState& s = state();
+namespace {
+
+/// n bytes from the device's pool, stream-ordered on `stream` (the compute or the copy stream).
+void* malloc_on(DeviceState& s, size_t nbytes, cudaStream_t stream) {
   // Rounded up to 16 bytes: the byte-wide atomics (common.cuh, atomic_update_byte) CAS the
   // aligned 32-bit word around a bool/u8 element and vector accesses move 16 bytes, so no
   // kernel touches a byte outside the allocation (compute-sanitizer memcheck stays quiet).
@@ -150,13 +173,14 @@ void* rt_malloc(size_t nbytes) {
     CUDA_CHECK("allocate", cudaMalloc(&p, n));
     return p;
   }
-  cudaError_t err = cudaMallocAsync(&p, n, s.stream);
+  cudaError_t err = cudaMallocAsync(&p, n, stream);
   if (err == cudaErrorMemoryAllocation) {
     // Give cached blocks back to the driver once, then retry.
     (void)cudaGetLastError();
     CUDA_CHECK("allocate", cudaStreamSynchronize(s.stream));
+    CUDA_CHECK("allocate", cudaStreamSynchronize(s.copy_stream));
     CUDA_CHECK("allocate", cudaMemPoolTrimTo(s.pool, 0));
-    err = cudaMallocAsync(&p, n, s.stream);
+    err = cudaMallocAsync(&p, n, stream);
   }
   if (err == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();
@@ -167,6 +191,13 @@ void* rt_malloc(size_t nbytes) {
   }
   CUDA_CHECK("allocate", err);
   return p;
+}
+
+}  // namespace
+
+void* rt_malloc(size_t nbytes) {
+  DeviceState& s = state();
+  return malloc_on(s, nbytes, s.stream);
 }
 
 void rt_free(void* p) {
@@ -197,6 +228,13 @@ void rt_memcpy_h2d(void* dst, const void* src, size_t n) {
 
 void rt_memcpy_d2h(void* dst, const void* src, size_t n) {
   DeviceState& s = state();
+  d2h_staged(s, dst, src, n);
+  // The compute stream has reached this point: copies it waited for are done.
+  release_completed_copies(s);
+}
+
+namespace {
+void d2h_staged(DeviceState& s, void* dst, const void* src, size_t n) {
   std::lock_guard<std::mutex> lock(s.staging_mutex);
   size_t issued = 0, pending_off = 0, pending_len = 0;
   int pending_buf = -1;
@@ -221,6 +259,7 @@ void rt_memcpy_d2h(void* dst, const void* src, size_t n) {
     pending_len = issued_len;
   }
 }
+}  // namespace
 
 void rt_memcpy_d2d(void* dst, const void* src, size_t n) {
   if (n == 0) return;
@@ -232,7 +271,120 @@ void rt_memset(void* dst, int value, size_t n) {
   CUDA_CHECK("memset", cudaMemsetAsync(dst, value, n, state().stream));
 }
 
-void rt_synchronize() { CUDA_CHECK("synchronize", cudaStreamSynchronize(state().stream)); }
+// ------------------------------------------------------------------ asynchronous copies
+
+namespace {
+
+/// Moves the keep-alives of the copies that have completed (a prefix: the copy stream runs in
+/// order) to `released`, which the caller destroys after dropping copy_mutex (releasing a
+/// source may free pinned memory). Called under copy_mutex.
+void reap_copies(DeviceState& s, std::vector<std::shared_ptr<const void>>& released) {
+  while (!s.in_flight.empty()) {
+    DeviceState::InFlight& f = s.in_flight.front();
+    const cudaError_t q = cudaEventQuery(f.done);
+    if (q == cudaErrorNotReady) {
+      (void)cudaGetLastError();  // not an error: the copy is still running
+      break;
+    }
+    CUDA_CHECK("asynchronous copy", q);
+    released.push_back(std::move(f.keep_alive));
+    s.spare_events.push_back(f.done);
+    s.in_flight.pop_front();
+  }
+  s.in_flight_count.store(s.in_flight.size(), std::memory_order_relaxed);
+}
+
+void release_completed_copies(DeviceState& s) {
+  if (s.in_flight_count.load(std::memory_order_relaxed) == 0) return;
+  std::vector<std::shared_ptr<const void>> released;
+  std::lock_guard<std::mutex> lock(s.copy_mutex);
+  reap_copies(s, released);
+}  // lock released before `released` (declared first) is destroyed
+
+/// Issues the copy of n bytes from pinned src to dst (nullptr: a new allocation made on the
+/// copy stream) and returns dst.
+void* h2d_async(void* dst, const void* src, size_t n, std::shared_ptr<const void> keep_alive) {
+  DeviceState& s = state();
+  std::vector<std::shared_ptr<const void>> released;  // destroyed after the lock below
+  std::lock_guard<std::mutex> lock(s.copy_mutex);
+  reap_copies(s, released);
+  cudaEvent_t done = nullptr;
+  if (!s.spare_events.empty()) {
+    done = s.spare_events.back();
+    s.spare_events.pop_back();
+  } else {
+    CUDA_CHECK("asynchronous copy", cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  }
+  const bool allocated = dst == nullptr;
+  cudaError_t err = cudaSuccess;
+  if (allocated) {
+    try {
+      dst = malloc_on(s, n, s.copy_stream);  // ordered on the copy stream: no wait for the compute stream
+    } catch (...) {
+      s.spare_events.push_back(done);
+      throw;
+    }
+  } else {
+    // dst may still be read or written by the compute stream's earlier work.
+    err = cudaEventRecord(s.compute_mark, s.stream);
+    if (err == cudaSuccess) err = cudaStreamWaitEvent(s.copy_stream, s.compute_mark, 0);
+  }
+  if (err == cudaSuccess && n != 0) err = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s.copy_stream);
+  if (err != cudaSuccess) {  // nothing reads src: it may go with keep_alive
+    s.spare_events.push_back(done);
+    if (allocated) (void)(s.pool_supported ? cudaFreeAsync(dst, s.copy_stream) : cudaFree(dst));
+    CUDA_CHECK("asynchronous copy", err);
+  }
+  // From here the DMA may read src until `done` has completed.
+  err = cudaEventRecord(done, s.copy_stream);
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(s.stream, done, 0);  // every later op sees the data
+  if (err != cudaSuccess) {
+    if (cudaStreamSynchronize(s.copy_stream) != cudaSuccess) {
+      // The copy's end is unknown: src must never be freed.
+      new std::shared_ptr<const void>(std::move(keep_alive));  // NOLINT: deliberately leaked
+    }
+    CUDA_CHECK("asynchronous copy", err);
+  }
+  s.in_flight.push_back(DeviceState::InFlight{done, std::move(keep_alive)});
+  s.in_flight_count.store(s.in_flight.size(), std::memory_order_relaxed);
+  return dst;
+}
+
+}  // namespace
+
+void rt_memcpy_h2d_async(void* dst, const void* src, size_t n, std::shared_ptr<const void> keep_alive) {
+  if (n == 0) return;
+  h2d_async(dst, src, n, std::move(keep_alive));
+}
+
+void* rt_malloc_h2d_async(const void* src, size_t n, std::shared_ptr<const void> keep_alive) {
+  return h2d_async(nullptr, src, n, std::move(keep_alive));
+}
+
+void* rt_host_alloc(size_t n) {
+  void* p = nullptr;
+  const cudaError_t err = cudaHostAlloc(&p, n == 0 ? 1 : n, cudaHostAllocPortable);
+  if (err == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    PETAL_FAIL("cuda: out of memory allocating ", n, " bytes of pinned (page-locked) host memory");
+  }
+  CUDA_CHECK("pin_memory", err);
+  return p;
+}
+
+void rt_host_free(void* p) {
+  if (p == nullptr) return;
+  const cudaError_t err = cudaFreeHost(p);
+  if (err == cudaErrorCudartUnloading) return;  // at process exit
+  CUDA_CHECK("free pinned memory", err);
+}
+
+void rt_synchronize() {
+  DeviceState& s = state();
+  CUDA_CHECK("synchronize", cudaStreamSynchronize(s.stream));
+  CUDA_CHECK("synchronize", cudaStreamSynchronize(s.copy_stream));
+  release_completed_copies(s);
+}
 
 // ------------------------------------------------------------------ GEMM
 

@@ -1,11 +1,20 @@
 // The simulator's side of the CUDA backend's runtime layer (kernels/cuda/runtime.h): device
 // memory is host memory, every operation is synchronous (a launch returns when its grid has
 // finished), and GEMMs, which the real backend hands to cuBLASLt, run on the CPU backend.
+// The one exception is the copy stream of asynchronous host-to-device copies: a copy is
+// queued and runs only when the compute stream next does something after having waited for
+// it (or at rt_synchronize), the latest moment a GPU could run it, so a missing wait reads
+// stale device memory and a source released before its copy ran is read after its release.
 // Allocations are exact-size heap blocks so that ASan reports out-of-bounds accesses of
 // simulated kernels to global memory, and are poisoned (0xff bytes) as initcheck would flag.
 #include <atomic>
+#include <atomic>
 #include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include <petal/error.h>
 
@@ -56,7 +65,102 @@ void rt_memset(void* dst, int value, size_t n) {
   if (n != 0) std::memset(dst, value, n);
 }
 
-void rt_synchronize() {}  // launches and copies are synchronous
+// ------------------------------------------------------------------ the copy stream
+
+namespace {
+
+struct QueuedCopy {
+  void* dst = nullptr;
+  const void* src = nullptr;
+  size_t n = 0;
+  std::shared_ptr<const void> keep_alive;
+  bool waited = false;  // the compute stream waits for this copy's event
+};
+
+struct CopyStream {
+  std::mutex mutex;
+  std::deque<QueuedCopy> queue;  // in issue order (a stream runs its work in order)
+  std::atomic<size_t> queued{0};  // queue.size(), read without the lock by the fast path
+  bool skip_wait = false;        // planted bug (tests)
+};
+
+CopyStream& copy_stream() {
+  static CopyStream* s = new CopyStream();  // never destroyed: copies may be queued at exit
+  return *s;
+}
+
+/// Runs the first `count` queued copies, in order, and releases what they held (outside the
+/// lock: releasing a source may free pinned memory).
+void run_copies(CopyStream& s, std::unique_lock<std::mutex>& lock, size_t count) {
+  std::vector<std::shared_ptr<const void>> released;
+  released.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    QueuedCopy& c = s.queue.front();
+    std::memcpy(c.dst, c.src, c.n);
+    released.push_back(std::move(c.keep_alive));
+    s.queue.pop_front();
+  }
+  s.queued.store(s.queue.size(), std::memory_order_release);
+  lock.unlock();
+  released.clear();
+}
+
+void enqueue(void* dst, const void* src, size_t n, std::shared_ptr<const void> keep_alive) {
+  CopyStream& s = copy_stream();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  // The compute stream's earlier work has finished (kernels are synchronous here), so the
+  // copy stream's wait for it is implicit; the compute stream's wait for this copy is not.
+  s.queue.push_back(QueuedCopy{dst, src, n, std::move(keep_alive), !s.skip_wait});
+  s.queued.store(s.queue.size(), std::memory_order_release);
+}
+
+}  // namespace
+
+void rt_sim_run_waited_copies() {
+  CopyStream& s = copy_stream();
+  if (s.queued.load(std::memory_order_acquire) == 0) return;  // every backend call passes here
+  std::unique_lock<std::mutex> lock(s.mutex);
+  size_t last = 0;  // copies up to the last waited one: the stream runs them in order
+  for (size_t i = 0; i < s.queue.size(); ++i)
+    if (s.queue[i].waited) last = i + 1;
+  if (last == 0) return;
+  run_copies(s, lock, last);
+}
+
+void set_skip_copy_wait_for_testing(bool skip) {
+  CopyStream& s = copy_stream();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.skip_wait = skip;
+}
+
+void rt_synchronize() {  // launches are synchronous; the copy stream finishes its queue
+  CopyStream& s = copy_stream();
+  std::unique_lock<std::mutex> lock(s.mutex);
+  if (!s.queue.empty()) run_copies(s, lock, s.queue.size());
+}
+
+void* rt_host_alloc(size_t n) {
+  try {
+    return ::operator new(n == 0 ? 1 : n, kAlignment);
+  } catch (const std::bad_alloc&) {
+    PETAL_FAIL("sim: out of memory allocating ", n, " bytes of pinned host memory");
+  }
+}
+
+void rt_host_free(void* p) {
+  if (p != nullptr) ::operator delete(p, kAlignment);
+}
+
+void rt_memcpy_h2d_async(void* dst, const void* src, size_t n, std::shared_ptr<const void> keep_alive) {
+  if (n == 0) return;
+  enqueue(dst, src, n, std::move(keep_alive));
+}
+
+void* rt_malloc_h2d_async(const void* src, size_t n, std::shared_ptr<const void> keep_alive) {
+  void* p = rt_malloc(n);  // poisoned until the copy runs
+  if (n != 0) enqueue(p, src, n, std::move(keep_alive));
+  return p;
+}
 
 void rt_gemm(const GemmArgs& args) {
   Backend* cpu = cpu_backend();

@@ -19,12 +19,25 @@ namespace petal {
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& s);  ///< "[4, 8]"
 
+namespace kernels {
+class Backend;
+}
+
 /// A block of device memory, freed by its backend when the last view goes away.
 struct Storage {
   void* data = nullptr;
   size_t nbytes = 0;
   Device device;
+  /// Set for pinned (page-locked) host memory (device cpu): the accelerator backend that
+  /// allocated it (the block comes from, and goes back to, the pinned-memory cache).
+  kernels::Backend* pinned_by = nullptr;
   Storage(size_t nbytes, Device device);
+  struct Pinned {};
+  /// nbytes of pinned host memory (throws when no accelerator can pin: pinned_memory_available()).
+  Storage(size_t nbytes, Pinned);
+  struct Adopt {};
+  /// Takes ownership of data, an allocation of backend_for(device).
+  Storage(void* data, size_t nbytes, Device device, Adopt);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -85,6 +98,9 @@ class Tensor {
   int64_t numel() const;
   DType dtype() const;
   Device device() const;
+  /// Whether this tensor's storage is pinned (page-locked) host memory: pin_memory(),
+  /// empty(shape, TensorOptions().pinned_memory(true)), DataLoaderOptions::pin_memory.
+  bool is_pinned() const;
   size_t element_size() const { return dtype_size(dtype()); }
   bool is_contiguous() const;
   bool is_floating_point() const { return is_floating(dtype()); }
@@ -133,9 +149,19 @@ class Tensor {
   Tensor clone() const;
   Tensor to(Device device) const;
   Tensor to(DType dtype) const;
-  Tensor to(Device device, DType dtype) const;
+  /// non_blocking (PyTorch's): a copy from pinned host memory (is_pinned(), contiguous) to a
+  /// cuda or sim device returns before the data has arrived: it runs on the device's copy
+  /// stream, overlapping with earlier device work, and the device's later ops wait for it; the
+  /// source stays alive until it is done, so it may be dropped at once. Any other copy is
+  /// synchronous, as without non_blocking (devices.md, "Pinned memory").
+  Tensor to(Device device, DType dtype, bool non_blocking = false) const;
+  Tensor to(Device device, bool non_blocking) const;
   /// To options' device and dtype (requires_grad in options is ignored, as in libtorch).
-  Tensor to(const TensorOptions& options) const;
+  Tensor to(const TensorOptions& options, bool non_blocking = false) const;
+  /// A copy of this cpu tensor in pinned (page-locked) host memory, contiguous (this when
+  /// already pinned); what fast non_blocking host-to-device copies read. Throws on a tensor
+  /// that is not on the cpu, and when no accelerator (cuda, sim) is available to pin for.
+  Tensor pin_memory() const;
   Tensor cpu() const { return to(kCPU); }
   Tensor detach() const;  ///< same storage, no autograd history
 
@@ -150,7 +176,8 @@ class Tensor {
   // ---- in-place (not differentiable; throw on tensors that require grad while grad is on)
   Tensor& zero_();
   Tensor& fill_(double value);
-  Tensor& copy_(const Tensor& src);  ///< broadcasts src, converts dtype, crosses devices
+  /// Broadcasts src, converts dtype, crosses devices; non_blocking as in to().
+  Tensor& copy_(const Tensor& src, bool non_blocking = false);
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& add_(double value);
   Tensor& sub_(const Tensor& other) { return add_(other, -1.0); }
@@ -294,6 +321,9 @@ struct TensorOptions {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   bool requires_grad() const { return requires_grad_; }
+  /// cpu tensors in pinned host memory (libtorch's pinned_memory option).
+  bool pinned_memory() const { return pinned_memory_; }
+  TensorOptions pinned_memory(bool p) const { TensorOptions o = *this; o.pinned_memory_ = p; return o; }
   TensorOptions dtype(DType d) const { TensorOptions o = *this; o.dtype_ = d; return o; }
   TensorOptions device(Device d) const { TensorOptions o = *this; o.device_ = d; return o; }
   TensorOptions device(DeviceType type, int index) const { return device(Device(type, index)); }
@@ -308,6 +338,7 @@ struct TensorOptions {
   DType dtype_ = DType::f32;
   Device device_ = kCPU;
   bool requires_grad_ = false;
+  bool pinned_memory_ = false;
 };
 /// libtorch's shorthands: zeros({2}, dtype(kFloat64).requires_grad(true)).
 inline TensorOptions dtype(DType d) { return TensorOptions(d); }
@@ -339,6 +370,23 @@ Tensor tensor(const std::vector<int64_t>& values, const Shape& shape = {}, Tenso
 Tensor tensor(std::initializer_list<float> values, const Shape& shape = {}, TensorOptions opts = {});
 /// A 0-dim tensor holding value.
 Tensor scalar_tensor(double value, TensorOptions opts = {});
+
+// ---- pinned host memory (core/src/pinned_memory.cpp)
+/// Whether host memory can be pinned: the cuda backend is usable (cudaHostAlloc) or the
+/// simulator is built (host memory it treats as pinned). Without either, pin_memory() throws
+/// and DataLoaderOptions::pin_memory gives ordinary batches (with a warning).
+bool pinned_memory_available();
+/// Pinned blocks are cached (pinning is slow): a freed block is reused by the next request of
+/// up to its size. The cache keeps at most 1 GiB of unused blocks.
+struct PinnedMemoryStats {
+  int64_t allocations = 0;  ///< blocks pinned by the backend since the process started
+  int64_t reuses = 0;       ///< requests served from the cache
+  size_t in_use_bytes = 0;  ///< held by live storages
+  size_t cached_bytes = 0;  ///< free, kept for reuse
+};
+PinnedMemoryStats pinned_memory_stats();
+/// Gives the cached (unused) pinned blocks back to the backend.
+void empty_pinned_memory_cache();
 
 }  // namespace petal
 

@@ -7,6 +7,11 @@
 // Rng::derive(seed, e, i + 1). Batches are handed out in order. So the stream of batches
 // depends only on (seed, epoch), never on the number of workers or on thread timing.
 // An exception thrown while loading a batch is re-thrown by next() for that batch.
+//
+// pin_memory (PyTorch's DataLoader(pin_memory=True)): the workers write each batch straight
+// into pinned host memory, so `batch.images.to(device, true)` is an asynchronous DMA on the
+// device's copy stream instead of a staged synchronous copy. The pinned blocks are cached and
+// recycled as each batch's tensors die (pinned_memory_stats()).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -36,6 +41,10 @@ struct DataLoaderOptions {
   uint64_t seed = 0;
   /// Indices per epoch instead of the loader's own order (e.g. a DistributedSampler); needs shuffle off.
   std::shared_ptr<const Sampler> sampler;
+  /// Batches (images and labels) in pinned host memory, for non_blocking copies to cuda/sim.
+  /// Where nothing can pin (pinned_memory_available() false: no cuda device, no simulator)
+  /// the batches are ordinary cpu tensors and a warning says so once, as in PyTorch.
+  bool pin_memory = false;
 };
 
 class DataLoader {
@@ -72,10 +81,13 @@ class DataLoader {
  private:
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions options_;
+  bool pin_ = false;  // options_.pin_memory where pinning is available
 };
 
 /// Loads batch `indices` synchronously: each sample with Rng::derive(seed, epoch, i + 1),
 /// stacked. All images must have the same shape (the message names the mismatch).
-Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch);
+/// pin_memory: the batch's tensors are allocated in pinned host memory.
+Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch,
+                 bool pin_memory = false);
 
 }  // namespace petal::data
