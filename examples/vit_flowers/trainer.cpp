@@ -118,7 +118,8 @@ PassStats run_pass(nn::Module& model, const data::DataLoader& loader, int64_t ep
   while (auto batch = pass.next()) {
     ++step;
     if (step <= from.steps) continue;  // the interrupted run's steps, already in `from`
-    Tensor images = batch->images.to(device), labels = batch->labels.to(device);
+    // Asynchronous from the loader's pinned batches (pin_memory), synchronous otherwise.
+    Tensor images = batch->images.to(device, true), labels = batch->labels.to(device, true);
     Tensor logits, loss;
     {
       autocast mixed(device, DType::bf16, amp);  // --amp: bf16 GEMMs, f32 master weights (autocast.h)
@@ -431,6 +432,9 @@ TrainResult train(const TrainConfig& config, std::ostream& log_main) {
   lo.shuffle = true;
   lo.num_workers = config.workers;
   lo.seed = config.seed;
+  // On cuda/sim the workers write batches into pinned memory and run_pass's non_blocking copies
+  // go on the device's copy stream, overlapping the previous step's kernels (devices.md).
+  lo.pin_memory = !device.is_cpu();
   if (config.distributed) {
     lo.shuffle = false;
     lo.sampler = std::make_shared<data::DistributedSampler>(static_cast<int64_t>(split.train.size()), distributed::world_size(),
