@@ -1,18 +1,38 @@
 // CPU fused scaled-dot-product attention, out = softmax(q k^T * scale) v, and its
 // backward, on [B, H, S, Dh] operands read through their B/H/S strides (unit stride on
 // Dh), so q/k/v may be permuted views of a fused qkv projection.
-// Work is split over (b, h) pairs with OpenMP (BLAS runs single-threaded inside). Each
-// pair walks its queries in blocks of kQueryBlock rows; a block's scores live only in a
-// per-thread [rows, S_kv] buffer that stays in cache, never as a [B, H, S, S] tensor:
-//   scores = scale * Q_blk K^T   (GEMM; q/k/v strided rows are BLAS leading dimensions)
+// Work is split over (b, h) pairs with OpenMP (the GEMMs run single-threaded inside). Each
+// pair walks its queries in blocks of query_block() rows (all of them for ViT sizes); a
+// block's scores live only in a per-thread [rows, S_kv] buffer that stays in cache, never
+// as a [B, H, S, S] tensor:
+//   scores = scale * Q_blk K^T   (GEMM)
 //   P      = softmax(scores)     (the CPU softmax kernel, stable, vectorized exp)
 //   lse    = max + log(sum) = max - log(P at the max), saved for the backward
 //   out    = P V                 (GEMM, written straight into out)
 // Backward, per pair and query block, with P recomputed the same way:
 //   D = rowsum(dO * O);  dS = P * (dO V^T - D);  dQ = dS K * scale
 //   dK += dS^T Q * scale;  dV += P^T dO   (GEMMs accumulating over the blocks, in order)
-// f32/f64 run in their own precision on the operands in place; bf16/f16 pairs are
-// widened into float buffers first and the results rounded back.
+//
+// Precision, per dtype (C = the compute type: float, or double for f64):
+// - f64: everything in double, GEMMs by OpenBLAS dgemm on the operands in place.
+// - f32: everything in float. GEMMs by oneDNN's f32 matmul when the build has oneDNN and it is
+//   on (onednn_gemm_enabled(); q/k/v packed into dense per-pair copies, where oneDNN's brgemm
+//   kernels run: faster than its strided path), else OpenBLAS sgemm on the operands in place.
+//   Measured at S = 65 / 197, Dh = 64 (docs/mixed_precision.md): oneDNN f32 beat OpenBLAS
+//   with its default (Prescott) kernels and with OPENBLAS_CORETYPE=SkylakeX.
+// - bf16: q, k, v, dO stay bf16 (copied into dense per-pair buffers) and every GEMM takes
+//   bf16 operands with f32 accumulation, as GPU flash attention does:
+//     scores = Q K^T, dP = dO V^T         bf16 x bf16 -> f32
+//     softmax, lse, dropout, D, dS         f32 (P and dS computed in f32 from f32 scores)
+//     out = bf16(P) V                      P rounded to bf16; out rounded once to bf16
+//     dV += bf16(P')^T dO                  P' (dropped, rescaled P) rounded to bf16; f32 accumulator
+//     dQ = bf16(dS) K, dK += bf16(dS)^T Q  dS rounded to bf16; dQ rounded once, dK via f32
+//   dK, dV are rounded to bf16 once at the end. The GEMMs run on oneDNN (AMX / AVX512-BF16)
+//   where onednn_bf16_fast(); otherwise (no oneDNN, switched off, a CPU without native bf16,
+//   or a layout oneDNN declines) the same bf16 operands are widened per GEMM and multiplied
+//   by sgemm, so the result rounds the same things either way.
+// - f16: widened to float per pair (oneDNN 2.6 has no f16 matmul on this CPU), computed as
+//   f32 (the f32 GEMM path above), results rounded to f16.
 // Masks: the additive mask (statistics dtype, strided, zero strides where broadcast) is added
 // to the scaled scores and is_causal sets key j > query i to -inf before the softmax; a row
 // left with no key gets probabilities 0 (out 0, lse -inf, no gradient).
@@ -22,12 +42,15 @@
 // still equals rowsum(P * dP) with the dropped weights).
 #include <cblas.h>
 
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/gemm_onednn.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/philox.h"
 
@@ -37,52 +60,164 @@ using namespace cpu;
 
 namespace {
 
-// Query rows per block: the block's scores (kQueryBlock x S_kv) stay in L2 for ViT sizes.
-constexpr int64_t kQueryBlock = 64;
+// Query rows per block: as many as keep the block's scores (rows x S_kv floats, and two more
+// such buffers in the backward) within about 256 KiB, at least 16: one block for ViT sizes.
+int64_t query_block(int64_t sq, int64_t skv) {
+  constexpr int64_t kBlockElems = 64 * 1024;
+  return std::max<int64_t>(1, std::min(sq, std::max<int64_t>(16, kBlockElems / std::max<int64_t>(1, skv))));
+}
 
-template <typename C>
+template <typename X>
 constexpr DType dtype_of() {
-  return std::is_same_v<C, double> ? DType::f64 : DType::f32;
+  if constexpr (std::is_same_v<X, double>) return DType::f64;
+  if constexpr (std::is_same_v<X, bf16_t>) return DType::bf16;
+  if constexpr (std::is_same_v<X, f16_t>) return DType::f16;
+  return DType::f32;
 }
 
-// Row-major C = alpha op(A) op(B) + beta C.
-template <typename C>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, C alpha, const C* a, int64_t lda, const C* b, int64_t ldb,
-          C beta, C* c, int64_t ldc) {
-  const auto opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<C, float>)
-    cblas_sgemm(CblasRowMajor, opa, opb, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
-                alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
-  else
-    cblas_dgemm(CblasRowMajor, opa, opb, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
-                alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+int64_t bits_of(double x) {
+  int64_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return b;
 }
 
-// A [rows, Dh] operand as BLAS sees it: data and leading dimension (>= Dh).
-template <typename C>
+// The GEMMs of one thread's pairs, row-major: C = alpha op(A) op(B) + beta C with A, B of
+// type In and C of type Out. With `onednn`, each layout gets a prepared oneDNN primitive
+// (looked up once per thread, then run on each pair's pointers); otherwise, or where oneDNN
+// declines a layout, OpenBLAS: directly when In and Out are the compute type, else on float
+// copies of A and B (and of C when beta reads it), the result rounded into C.
+class PairGemms {
+ public:
+  explicit PairGemms(bool onednn) : onednn_(onednn) {}
+
+  template <typename In, typename Out>
+  void operator()(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const In* a, int64_t lda,
+                  const In* b, int64_t ldb, double beta, Out* c, int64_t ldc) {
+    if (onednn_) {
+      OnednnGemm& op = prepared(ta, tb, m, n, k, alpha, lda, ldb, beta, ldc, dtype_of<In>(), dtype_of<Out>());
+      if (op.ok()) {
+        op.run(a, b, c);
+        return;
+      }
+    }
+    if constexpr (std::is_same_v<In, Out> && (std::is_same_v<In, float> || std::is_same_v<In, double>)) {
+      blas(ta, tb, m, n, k, static_cast<In>(alpha), a, lda, b, ldb, static_cast<In>(beta), c, ldc);
+    } else {
+      const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+      widen(wa_, a, a_rows, a_cols, lda);
+      widen(wb_, b, b_rows, b_cols, ldb);
+      if constexpr (std::is_same_v<Out, float>) {
+        blas(ta, tb, m, n, k, static_cast<float>(alpha), wa_.data(), a_cols, wb_.data(), b_cols,
+             static_cast<float>(beta), c, ldc);
+      } else {
+        if (beta != 0.0)
+          widen(wc_, c, m, n, ldc);
+        else
+          wc_.assign(static_cast<size_t>(m * n), 0.0f);
+        blas(ta, tb, m, n, k, static_cast<float>(alpha), wa_.data(), a_cols, wb_.data(), b_cols,
+             static_cast<float>(beta), wc_.data(), n);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = 0; j < n; ++j) c[r * ldc + j] = store<Out>(wc_[r * n + j]);
+      }
+    }
+  }
+
+ private:
+  using Key = std::array<int64_t, 12>;
+  struct Entry {
+    Key key;
+    OnednnGemm op;  // !ok(): oneDNN declined this layout
+  };
+
+  OnednnGemm& prepared(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, int64_t lda, int64_t ldb,
+                       double beta, int64_t ldc, DType in, DType out) {
+    const Key key{ta, tb, m, n, k, lda, ldb, ldc, bits_of(alpha), bits_of(beta), static_cast<int64_t>(in),
+                  static_cast<int64_t>(out)};
+    for (Entry& e : cache_)
+      if (e.key == key) return e.op;
+    GemmArgs g;
+    g.dtype = in;
+    g.m = m, g.n = n, g.k = k;
+    g.lda = lda, g.trans_a = ta, g.ldb = ldb, g.trans_b = tb, g.ldc = ldc;
+    g.alpha = alpha, g.beta = beta;
+    cache_.push_back(Entry{key, OnednnGemm()});
+    cache_.back().op.prepare(g, out);
+    return cache_.back().op;
+  }
+
+  template <typename C>
+  static void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, C alpha, const C* a, int64_t lda, const C* b,
+                   int64_t ldb, C beta, C* c, int64_t ldc) {
+    const auto opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    if constexpr (std::is_same_v<C, float>)
+      cblas_sgemm(CblasRowMajor, opa, opb, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
+                  alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+                  static_cast<blasint>(ldc));
+    else
+      cblas_dgemm(CblasRowMajor, opa, opb, static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k),
+                  alpha, a, static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+                  static_cast<blasint>(ldc));
+  }
+
+  template <typename X>
+  static void widen(std::vector<float>& dst, const X* src, int64_t rows, int64_t cols, int64_t ld) {
+    dst.resize(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j) dst[r * cols + j] = static_cast<float>(load(src[r * ld + j]));
+  }
+
+  bool onednn_;
+  std::vector<Entry> cache_;
+  std::vector<float> wa_, wb_, wc_;
+};
+
+// How a dtype's attention runs: In, the GEMM operand type (the storage type for bf16, else
+// the compute type), and whether the GEMMs go through oneDNN.
+template <typename T>
+struct Plan {
+  using C = typename Acc<T>::type;
+  using In = std::conditional_t<std::is_same_v<T, bf16_t>, bf16_t, C>;
+  // out / dQ are written by their GEMM in the storage type when operands are T, else in C.
+  using O = std::conditional_t<std::is_same_v<T, In>, T, C>;
+  static bool onednn() {
+    if constexpr (std::is_same_v<T, bf16_t>) return onednn_bf16_fast();
+    else if constexpr (std::is_same_v<C, float>) return onednn_gemm_enabled();
+    else return false;
+  }
+};
+
+// A [rows, Dh] operand as the GEMMs see it: data and leading dimension (>= Dh).
+template <typename X>
 struct Rows {
-  const C* data;
+  const X* data;
   int64_t ld;
 };
 
-// The operand of one pair in compute type C: in place when T is C and its rows do not
-// overlap, else widened into buf (contiguous).
-template <typename T, typename C>
-Rows<C> operand_rows(const T* src, int64_t rows, int64_t stride, int64_t dh, std::vector<C>& buf) {
-  if constexpr (std::is_same_v<T, C>) {
-    if (rows <= 1) return {src, dh};
-    if (stride >= dh) return {src, stride};
+// The operand of one pair in GEMM type In: in place when T is In and its rows are dense (or,
+// unless `dense`, merely non-overlapping), else converted into buf (dense).
+template <typename T, typename In>
+Rows<In> operand_rows(const T* src, int64_t rows, int64_t stride, int64_t dh, bool dense, std::vector<In>& buf) {
+  if constexpr (std::is_same_v<T, In>) {
+    if (rows <= 1 || stride == dh) return {src, dh};
+    if (stride > dh && !dense) return {src, stride};
+    buf.resize(static_cast<size_t>(rows * dh));
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(buf.data() + r * dh, src + r * stride, sizeof(T) * dh);
+  } else {
+    buf.resize(static_cast<size_t>(rows * dh));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t d = 0; d < dh; ++d) buf[r * dh + d] = static_cast<In>(load(src[r * stride + d]));
   }
-  buf.resize(static_cast<size_t>(rows * dh));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t d = 0; d < dh; ++d) buf[r * dh + d] = static_cast<C>(load(src[r * stride + d]));
   return {buf.data(), dh};
 }
 
 // Per-thread buffers of one pair.
-template <typename C>
+template <typename T>
 struct Workspace {
-  std::vector<C> q, k, v, out, dout, dq, dk, dv;  // widened operands (16-bit types)
+  using C = typename Plan<T>::C;
+  using In = typename Plan<T>::In;
+  std::vector<In> q, k, v, dout;     // operands converted or packed
+  std::vector<In> pb, dsb;           // P and dS rounded to In (when In is not C)
+  std::vector<C> out, dq, dk, dv;    // results in C before rounding (16-bit types)
   std::vector<C> scores, probs, dp;
   std::vector<C> keep;  // dropout: keep / (1 - p) of one row
 };
@@ -102,10 +237,12 @@ void dropout_row(const AttentionArgs& a, int64_t pair, int64_t i, C* keep) {
 
 // scores = scale Q_blk K^T (+ mask, causal -inf) and probs = softmax(scores) for query rows
 // [i0, i0 + m) of pair (b, h).
-template <typename C>
-void block_probs(CpuBackend& be, const AttentionArgs& a, int64_t b, int64_t h, Rows<C> q, Rows<C> k, int64_t i0,
-                 int64_t m, int64_t skv, int64_t dh, C scale, Workspace<C>& w) {
-  gemm<C>(false, true, m, skv, dh, scale, q.data + i0 * q.ld, q.ld, k.data, k.ld, C(0), w.scores.data(), skv);
+template <typename T>
+void block_probs(CpuBackend& be, PairGemms& gemm, const AttentionArgs& a, int64_t b, int64_t h,
+                 Rows<typename Plan<T>::In> q, Rows<typename Plan<T>::In> k, int64_t i0, int64_t m, int64_t skv,
+                 int64_t dh, Workspace<T>& w) {
+  using C = typename Plan<T>::C;
+  gemm(false, true, m, skv, dh, a.scale, q.data + i0 * q.ld, q.ld, k.data, k.ld, 0.0, w.scores.data(), skv);
   if (a.mask == nullptr && !a.causal) {
     be.softmax(w.probs.data(), w.scores.data(), dtype_of<C>(), m, skv, false);
     return;
@@ -127,29 +264,45 @@ void block_probs(CpuBackend& be, const AttentionArgs& a, int64_t b, int64_t h, R
   }
 }
 
+// The operand for a GEMM reading P-like f32 values: the values themselves when In is C,
+// else rounded to In into buf.
+template <typename In, typename C>
+const In* gemm_operand(const C* x, int64_t n, std::vector<In>& buf) {
+  if constexpr (std::is_same_v<In, C>) {
+    return x;
+  } else {
+    buf.resize(static_cast<size_t>(n));
+    for (int64_t e = 0; e < n; ++e) buf[e] = store<In>(x[e]);
+    return buf.data();
+  }
+}
+
 template <typename T>
 void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
-  using C = typename Acc<T>::type;
-  constexpr bool kNative = std::is_same_v<T, C>;
+  using P = Plan<T>;
+  using C = typename P::C;
+  using In = typename P::In;
+  using O = typename P::O;
+  const bool onednn = P::onednn();
   const int64_t H = a.heads, Sq = a.seq_q, Skv = a.seq_kv, Dh = a.head_dim;
-  const C scale = static_cast<C>(a.scale);
   const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, Sq * Skv * Dh));
   parallel_for(a.batch * H, grain, [&](int64_t p0, int64_t p1) {
-    Workspace<C> w;
-    const int64_t block = std::min(kQueryBlock, Sq);
+    Workspace<T> w;
+    PairGemms gemm(onednn);
+    const int64_t block = query_block(Sq, Skv);
     w.scores.resize(static_cast<size_t>(block * Skv));
     w.probs.resize(static_cast<size_t>(block * Skv));
     for (int64_t pair = p0; pair < p1; ++pair) {
       const int64_t b = pair / H, h = pair % H;
-      const Rows<C> q = operand_rows(static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1], Sq,
-                                     a.q_strides[2], Dh, w.q);
-      const Rows<C> k = operand_rows(static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1], Skv,
-                                     a.k_strides[2], Dh, w.k);
-      const Rows<C> v = operand_rows(static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1], Skv,
-                                     a.v_strides[2], Dh, w.v);
+      const Rows<In> q = operand_rows(static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1], Sq,
+                                      a.q_strides[2], Dh, onednn, w.q);
+      const Rows<In> k = operand_rows(static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1], Skv,
+                                      a.k_strides[2], Dh, onednn, w.k);
+      const Rows<In> v = operand_rows(static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1], Skv,
+                                      a.v_strides[2], Dh, onednn, w.v);
       T* out_pair = static_cast<T*>(a.out) + pair * Sq * Dh;
-      C* out = nullptr;
-      if constexpr (kNative) {
+      O* out = nullptr;
+      if constexpr (std::is_same_v<O, T>) {
         out = out_pair;
       } else {
         w.out.resize(static_cast<size_t>(Sq * Dh));
@@ -158,7 +311,7 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
       C* lse = static_cast<C*>(a.lse) + pair * Sq;
       for (int64_t i0 = 0; i0 < Sq; i0 += block) {
         const int64_t m = std::min(block, Sq - i0);
-        block_probs(be, a, b, h, q, k, i0, m, Skv, Dh, scale, w);
+        block_probs(be, gemm, a, b, h, q, k, i0, m, Skv, Dh, w);
         for (int64_t r = 0; r < m; ++r) {
           const C* s = w.scores.data() + r * Skv;
           int64_t arg = 0;
@@ -174,9 +327,10 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
             for (int64_t j = 0; j < Skv; ++j) w.probs[r * Skv + j] *= w.keep[j];
           }
         }
-        gemm<C>(false, false, m, Dh, Skv, C(1), w.probs.data(), Skv, v.data, v.ld, C(0), out + i0 * Dh, Dh);
+        const In* p = gemm_operand<In>(w.probs.data(), m * Skv, w.pb);
+        gemm(false, false, m, Dh, Skv, 1.0, p, Skv, v.data, v.ld, 0.0, out + i0 * Dh, Dh);
       }
-      if constexpr (!kNative)
+      if constexpr (!std::is_same_v<O, T>)
         for (int64_t e = 0; e < Sq * Dh; ++e) out_pair[e] = store<T>(w.out[e]);
     }
   });
@@ -185,40 +339,48 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
 template <typename T>
 void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* dout_all, T* dq_all, T* dk_all,
                               T* dv_all) {
-  using C = typename Acc<T>::type;
-  constexpr bool kNative = std::is_same_v<T, C>;
+  using P = Plan<T>;
+  using C = typename P::C;
+  using In = typename P::In;
+  using O = typename P::O;
+  const bool onednn = P::onednn();
   const int64_t H = a.heads, Sq = a.seq_q, Skv = a.seq_kv, Dh = a.head_dim;
-  const C scale = static_cast<C>(a.scale);
   const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(1, Sq * Skv * Dh));
   parallel_for(a.batch * H, grain, [&](int64_t p0, int64_t p1) {
-    Workspace<C> w;
-    const int64_t block = std::max<int64_t>(1, std::min(kQueryBlock, Sq));
+    Workspace<T> w;
+    PairGemms gemm(onednn);
+    const int64_t block = query_block(Sq, Skv);
     w.scores.resize(static_cast<size_t>(block * Skv));
     w.probs.resize(static_cast<size_t>(block * Skv));
     w.dp.resize(static_cast<size_t>(block * Skv));
     for (int64_t pair = p0; pair < p1; ++pair) {
       const int64_t b = pair / H, h = pair % H;
-      const Rows<C> q = operand_rows(static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1], Sq,
-                                     a.q_strides[2], Dh, w.q);
-      const Rows<C> k = operand_rows(static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1], Skv,
-                                     a.k_strides[2], Dh, w.k);
-      const Rows<C> v = operand_rows(static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1], Skv,
-                                     a.v_strides[2], Dh, w.v);
-      const Rows<C> out = operand_rows(static_cast<const T*>(a.out) + pair * Sq * Dh, Sq, Dh, Dh, w.out);
-      const Rows<C> dout = operand_rows(dout_all + pair * Sq * Dh, Sq, Dh, Dh, w.dout);
+      const Rows<In> q = operand_rows(static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1], Sq,
+                                      a.q_strides[2], Dh, onednn, w.q);
+      const Rows<In> k = operand_rows(static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1], Skv,
+                                      a.k_strides[2], Dh, onednn, w.k);
+      const Rows<In> v = operand_rows(static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1], Skv,
+                                      a.v_strides[2], Dh, onednn, w.v);
+      const T* out_pair = static_cast<const T*>(a.out) + pair * Sq * Dh;
+      const T* dout_pair = dout_all + pair * Sq * Dh;
+      const Rows<In> dout = operand_rows(dout_pair, Sq, Dh, Dh, onednn, w.dout);
       T* dq_pair = dq_all + pair * Sq * Dh;
       T* dk_pair = dk_all + pair * Skv * Dh;
       T* dv_pair = dv_all + pair * Skv * Dh;
-      C *dq, *dk, *dv;
-      if constexpr (kNative) {
+      O* dq = nullptr;
+      C *dk = nullptr, *dv = nullptr;  // accumulated over the query blocks in C
+      if constexpr (std::is_same_v<O, T>) {
         dq = dq_pair;
+      } else {
+        w.dq.resize(static_cast<size_t>(Sq * Dh));
+        dq = w.dq.data();
+      }
+      if constexpr (std::is_same_v<T, C>) {
         dk = dk_pair;
         dv = dv_pair;
       } else {
-        w.dq.resize(static_cast<size_t>(Sq * Dh));
         w.dk.resize(static_cast<size_t>(Skv * Dh));
         w.dv.resize(static_cast<size_t>(Skv * Dh));
-        dq = w.dq.data();
         dk = w.dk.data();
         dv = w.dv.data();
       }
@@ -228,13 +390,14 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
       }
       for (int64_t i0 = 0; i0 < Sq; i0 += block) {
         const int64_t m = std::min(block, Sq - i0);
-        block_probs(be, a, b, h, q, k, i0, m, Skv, Dh, scale, w);
-        const C* dO = dout.data + i0 * Dh;
-        gemm<C>(false, true, m, Skv, Dh, C(1), dO, Dh, v.data, v.ld, C(0), w.dp.data(), Skv);
+        block_probs(be, gemm, a, b, h, q, k, i0, m, Skv, Dh, w);
+        const In* dO = dout.data + i0 * Dh;
+        gemm(false, true, m, Skv, Dh, 1.0, dO, Dh, v.data, v.ld, 0.0, w.dp.data(), Skv);
         for (int64_t r = 0; r < m; ++r) {
-          const C* o = out.data + (i0 + r) * Dh;
+          const T* o = out_pair + (i0 + r) * Dh;
+          const T* g = dout_pair + (i0 + r) * Dh;
           C D = 0;
-          for (int64_t d = 0; d < Dh; ++d) D += dO[r * Dh + d] * o[d];
+          for (int64_t d = 0; d < Dh; ++d) D += static_cast<C>(load(g[d])) * static_cast<C>(load(o[d]));
           C* ds = w.dp.data() + r * Skv;
           C* p = w.probs.data() + r * Skv;
           if (a.dropout_p > 0.0) {  // dS from P and the dropped dP; P' (for dV) in place of P
@@ -248,18 +411,20 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
             for (int64_t j = 0; j < Skv; ++j) ds[j] = p[j] * (ds[j] - D);
           }
         }
-        const C beta = i0 == 0 ? C(0) : C(1);
-        gemm<C>(false, false, m, Dh, Skv, scale, w.dp.data(), Skv, k.data, k.ld, C(0), dq + i0 * Dh, Dh);
-        gemm<C>(true, false, Skv, Dh, m, scale, w.dp.data(), Skv, q.data + i0 * q.ld, q.ld, beta, dk, Dh);
-        gemm<C>(true, false, Skv, Dh, m, C(1), w.probs.data(), Skv, dO, Dh, beta, dv, Dh);
+        const In* ds = gemm_operand<In>(w.dp.data(), m * Skv, w.dsb);
+        const In* pp = gemm_operand<In>(w.probs.data(), m * Skv, w.pb);
+        const double beta = i0 == 0 ? 0.0 : 1.0;
+        gemm(false, false, m, Dh, Skv, a.scale, ds, Skv, k.data, k.ld, 0.0, dq + i0 * Dh, Dh);
+        gemm(true, false, Skv, Dh, m, a.scale, ds, Skv, q.data + i0 * q.ld, q.ld, beta, dk, Dh);
+        gemm(true, false, Skv, Dh, m, 1.0, pp, Skv, dO, Dh, beta, dv, Dh);
       }
-      if constexpr (!kNative) {
+      if constexpr (!std::is_same_v<O, T>)
         for (int64_t e = 0; e < Sq * Dh; ++e) dq_pair[e] = store<T>(dq[e]);
+      if constexpr (!std::is_same_v<T, C>)
         for (int64_t e = 0; e < Skv * Dh; ++e) {
           dk_pair[e] = store<T>(dk[e]);
           dv_pair[e] = store<T>(dv[e]);
         }
-      }
     }
   });
 }
