@@ -475,7 +475,8 @@ void make_layout(LtLayout& l, cudaDataType_t type, uint64_t rows, uint64_t cols,
 
 /// What a cuBLASLt plan depends on: the problem (dtype, transposes, sizes, leading
 /// dimensions, batch and strides), the operands' alignment, the TF32 policy and the
-/// epilogue (with the aux leading dimension), never the pointers themselves.
+/// epilogue (with the aux leading dimension and the alignment of its bias and aux pointers),
+/// never the pointers themselves.
 struct LtKey {
   int64_t v[18];
   bool operator==(const LtKey& o) const { return std::memcmp(v, o.v, sizeof(v)) == 0; }
@@ -594,9 +595,14 @@ bool gemm_lt(DeviceState& s, const GemmArgs& g, GemmEpilogue epilogue = GemmEpil
   const uint32_t align_a = alignment_of(g.b, g.stride_b * static_cast<int64_t>(es), batched);
   const uint32_t align_b = alignment_of(g.a, g.stride_a * static_cast<int64_t>(es), batched);
   const uint32_t align_c = alignment_of(g.c, g.stride_c * static_cast<int64_t>(es), batched);
+  // The heuristic also reads the alignment of the epilogue's bias and aux pointers (cuBLASLt's
+  // BIAS_POINTER / EPILOGUE_AUX_POINTER notes), so a plan is only reused for equally aligned ones.
+  const int64_t align_bias = epilogue_uses_bias(epilogue) ? alignment_of(bias, 0, false) : 0;
+  const int64_t align_aux = epilogue_uses_aux(epilogue) ? alignment_of(aux, 0, false) : 0;
   const LtKey key{{static_cast<int64_t>(g.dtype), g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.batch,
                    g.stride_a, g.stride_b, g.stride_c, align_a, align_b,
-                   static_cast<int64_t>(align_c) * 2 + (tf32 ? 1 : 0), static_cast<int64_t>(epilogue), aux_ld}};
+                   static_cast<int64_t>(align_c) * 2 + (tf32 ? 1 : 0),
+                   static_cast<int64_t>(epilogue) | (align_bias << 16) | (align_aux << 32), aux_ld}};
   auto& plans = lt_plans(s);
   auto it = plans.find(key);
   if (it == plans.end()) {
