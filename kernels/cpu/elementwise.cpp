@@ -2,11 +2,22 @@
 // comparisons) and where, over strided views with broadcasting (stride 0). Math is
 // done in the accumulator type (float for f32/bf16/f16, double for f64); the op
 // switch sits outside the row loop so each inner loop is a single vectorizable body.
+// exp, tanh, sigmoid and the GELUs in float are kernels/cpu/gelu.h's branch-free
+// approximations (no libm call in the loop), double keeps std::.
+//
+// Unit-stride f32 and bf16 rows of the ops that vectorize (every unary op but log, sqrt,
+// rsqrt, sin, cos and pow; add, sub, mul, div, maximum, minimum, also with one side a
+// broadcast scalar) run as row kernels in two ISA variants (kernels/cpu/isa.h), bf16
+// converted with bit operations (kernels/cpu/bf16_bits.h); the rest through the plain loops,
+// with the same formulas.
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
+#include "kernels/cpu/bf16_bits.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/gelu.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 
 namespace petal::kernels {
@@ -14,11 +25,6 @@ namespace petal::kernels {
 using namespace cpu;
 
 namespace {
-
-constexpr double kSqrt1_2 = 0.70710678118654752440;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kGeluCoef = 0.044715;
 
 // Scalar parameter converted to the compute type; integer types saturate (so clamp
 // bounds of +-inf are meaningful for int tensors).
@@ -33,7 +39,7 @@ inline A scalar_cast(double v) {
 }
 
 template <UnaryOp op, typename A>
-inline A unary_fn(A x, A alpha, A beta) {
+PETAL_CPU_INLINE A unary_fn(A x, A alpha, A beta) {
   if constexpr (op == UnaryOp::Neg) return -x;
   if constexpr (op == UnaryOp::Abs) return x < A(0) ? -x : x;
   if constexpr (op == UnaryOp::Relu) return x > A(0) ? x : A(0);
@@ -43,17 +49,25 @@ inline A unary_fn(A x, A alpha, A beta) {
   if constexpr (op == UnaryOp::MulScalar) return x * alpha;
   if constexpr (op == UnaryOp::RSub) return alpha - x;
   if constexpr (std::is_floating_point_v<A>) {
-    if constexpr (op == UnaryOp::Exp) return std::exp(x);
+    if constexpr (op == UnaryOp::Exp) {
+      if constexpr (std::is_same_v<A, float>) return exp_f(x);
+      return std::exp(x);
+    }
     if constexpr (op == UnaryOp::Log) return std::log(x);
     if constexpr (op == UnaryOp::Sqrt) return std::sqrt(x);
     if constexpr (op == UnaryOp::Rsqrt) return A(1) / std::sqrt(x);
     if constexpr (op == UnaryOp::Sin) return std::sin(x);
     if constexpr (op == UnaryOp::Cos) return std::cos(x);
-    if constexpr (op == UnaryOp::Tanh) return std::tanh(x);
-    if constexpr (op == UnaryOp::Sigmoid) return A(1) / (A(1) + std::exp(-x));
-    if constexpr (op == UnaryOp::GeluErf) return A(0.5) * x * (A(1) + std::erf(x * A(kSqrt1_2)));
-    if constexpr (op == UnaryOp::GeluTanh)
-      return A(0.5) * x * (A(1) + std::tanh(A(kSqrt2OverPi) * (x + A(kGeluCoef) * x * x * x)));
+    if constexpr (op == UnaryOp::Tanh) {
+      if constexpr (std::is_same_v<A, float>) return tanh_f(x);
+      return std::tanh(x);
+    }
+    if constexpr (op == UnaryOp::Sigmoid) {
+      if constexpr (std::is_same_v<A, float>) return sigmoid_f(x);
+      return A(1) / (A(1) + std::exp(-x));
+    }
+    if constexpr (op == UnaryOp::GeluErf) return gelu<GeluForm::Erf>(x);
+    if constexpr (op == UnaryOp::GeluTanh) return gelu<GeluForm::Tanh>(x);
     if constexpr (op == UnaryOp::PowScalar) return std::pow(x, alpha);
     if constexpr (op == UnaryOp::RDiv) return alpha / x;
   }
@@ -62,7 +76,7 @@ inline A unary_fn(A x, A alpha, A beta) {
 
 // d op(x)/dx * g, given x and y = op(x).
 template <UnaryOp op, typename A>
-inline A unary_grad_fn(A g, A x, A y, A alpha, A beta) {
+PETAL_CPU_INLINE A unary_grad_fn(A g, A x, A y, A alpha, A beta) {
   if constexpr (op == UnaryOp::Neg) return -g;
   if constexpr (op == UnaryOp::Abs) return x > A(0) ? g : (x < A(0) ? -g : A(0));
   if constexpr (op == UnaryOp::Relu) return x > A(0) ? g : A(0);
@@ -79,22 +93,175 @@ inline A unary_grad_fn(A g, A x, A y, A alpha, A beta) {
   if constexpr (op == UnaryOp::Cos) return -g * std::sin(x);
   if constexpr (op == UnaryOp::Tanh) return g * (A(1) - y * y);
   if constexpr (op == UnaryOp::Sigmoid) return g * y * (A(1) - y);
-  if constexpr (op == UnaryOp::GeluErf) {
-    A cdf = A(0.5) * (A(1) + std::erf(x * A(kSqrt1_2)));
-    A pdf = A(kInvSqrt2Pi) * std::exp(A(-0.5) * x * x);
-    return g * (cdf + x * pdf);
-  }
-  if constexpr (op == UnaryOp::GeluTanh) {
-    A x2 = x * x;
-    A u = A(kSqrt2OverPi) * (x + A(kGeluCoef) * x2 * x);
-    A t = std::tanh(u);
-    A du = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluCoef) * x2);
-    return g * (A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du);
-  }
+  if constexpr (op == UnaryOp::GeluErf) return g * gelu_grad<GeluForm::Erf>(x);
+  if constexpr (op == UnaryOp::GeluTanh) return g * gelu_grad<GeluForm::Tanh>(x);
   if constexpr (op == UnaryOp::PowScalar) return g * alpha * std::pow(x, alpha - A(1));
   if constexpr (op == UnaryOp::RDiv) return -g * alpha / (x * x);
   return g;
 }
+
+template <BinaryOp op, typename A>
+PETAL_CPU_INLINE A binary_fn(A a, A b) {
+  if constexpr (op == BinaryOp::Add) return a + b;
+  if constexpr (op == BinaryOp::Sub) return a - b;
+  if constexpr (op == BinaryOp::Mul) return a * b;
+  if constexpr (op == BinaryOp::Div) return a / b;
+  if constexpr (op == BinaryOp::Pow) {
+    if constexpr (std::is_floating_point_v<A>) return std::pow(a, b);
+    return a;  // core promotes integer pow to floating
+  }
+  // NaN propagates through maximum/minimum as in PyTorch.
+  if constexpr (op == BinaryOp::Maximum) return (a != a) ? a : ((b != b) ? b : (a > b ? a : b));
+  if constexpr (op == BinaryOp::Minimum) return (a != a) ? a : ((b != b) ? b : (a < b ? a : b));
+  return a;
+}
+
+template <BinaryOp op, typename A>
+inline bool compare_fn(A a, A b) {
+  if constexpr (op == BinaryOp::Eq) return a == b;
+  if constexpr (op == BinaryOp::Ne) return a != b;
+  if constexpr (op == BinaryOp::Lt) return a < b;
+  if constexpr (op == BinaryOp::Le) return a <= b;
+  if constexpr (op == BinaryOp::Gt) return a > b;
+  if constexpr (op == BinaryOp::Ge) return a >= b;
+  return false;
+}
+
+// ---- unit-stride f32 / bf16 row kernels, two ISA variants ----
+
+// Whether the op's float formula vectorizes (no libm call): those take the row kernels.
+constexpr bool unary_vectorizes(UnaryOp op) {
+  return !(op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::Sin ||
+           op == UnaryOp::Cos || op == UnaryOp::PowScalar);
+}
+constexpr bool unary_grad_vectorizes(UnaryOp op) {
+  return !(op == UnaryOp::Sin || op == UnaryOp::Cos || op == UnaryOp::PowScalar);
+}
+constexpr bool binary_vectorizes(BinaryOp op) {
+  return op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Div ||
+         op == BinaryOp::Maximum || op == BinaryOp::Minimum;
+}
+
+// Output may alias an input exactly (in-place ops): no __restrict here.
+template <UnaryOp op, typename T>
+PETAL_CPU_INLINE void unary_row(T* o, const T* x, int64_t n, float a, float b) {
+  for (int64_t i = 0; i < n; ++i) o[i] = row_store<T>(unary_fn<op, float>(row_load(x[i]), a, b));
+}
+
+template <UnaryOp op, typename T>
+PETAL_CPU_INLINE void unary_grad_row(T* o, const T* g, const T* x, const T* y, int64_t n, float a, float b) {
+  for (int64_t i = 0; i < n; ++i)
+    o[i] = row_store<T>(unary_grad_fn<op, float>(row_load(g[i]), row_load(x[i]), row_load(y[i]), a, b));
+}
+
+// kScalar: 0 both rows, 1 b is one broadcast value, 2 a is.
+template <BinaryOp op, typename T, int kScalar>
+PETAL_CPU_INLINE void binary_row(T* o, const T* a, const T* b, int64_t n) {
+  if constexpr (kScalar == 0) {
+    for (int64_t i = 0; i < n; ++i) o[i] = row_store<T>(binary_fn<op, float>(row_load(a[i]), row_load(b[i])));
+  } else if constexpr (kScalar == 1) {
+    const float bs = row_load(b[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = row_store<T>(binary_fn<op, float>(row_load(a[i]), bs));
+  } else {
+    const float as = row_load(a[0]);
+    for (int64_t i = 0; i < n; ++i) o[i] = row_store<T>(binary_fn<op, float>(as, row_load(b[i])));
+  }
+}
+
+#define PETAL_VEC_UNARY_OPS(X)                                                                          \
+  X(Neg) X(Exp) X(Abs) X(Tanh) X(Sigmoid) X(Relu) X(GeluErf) X(GeluTanh) X(Square) X(Clamp) X(AddScalar) \
+  X(MulScalar) X(RSub) X(RDiv)
+#define PETAL_VEC_UNARY_GRAD_OPS(X) PETAL_VEC_UNARY_OPS(X) X(Log) X(Sqrt) X(Rsqrt)
+
+template <typename T>
+PETAL_CPU_INLINE void unary_row_switch(UnaryOp op, T* o, const T* x, int64_t n, float a, float b) {
+#define PETAL_CASE(name) \
+  case UnaryOp::name: unary_row<UnaryOp::name, T>(o, x, n, a, b); break;
+  switch (op) {
+    PETAL_VEC_UNARY_OPS(PETAL_CASE)
+    default: break;
+  }
+#undef PETAL_CASE
+}
+
+template <typename T>
+PETAL_CPU_INLINE void unary_grad_row_switch(UnaryOp op, T* o, const T* g, const T* x, const T* y, int64_t n, float a,
+                                            float b) {
+#define PETAL_CASE(name) \
+  case UnaryOp::name: unary_grad_row<UnaryOp::name, T>(o, g, x, y, n, a, b); break;
+  switch (op) {
+    PETAL_VEC_UNARY_GRAD_OPS(PETAL_CASE)
+    default: break;
+  }
+#undef PETAL_CASE
+}
+
+template <typename T>
+PETAL_CPU_INLINE void binary_row_switch(BinaryOp op, int scalar, T* o, const T* a, const T* b, int64_t n) {
+#define PETAL_CASE(name)                                                     \
+  case BinaryOp::name:                                                       \
+    if (scalar == 0) binary_row<BinaryOp::name, T, 0>(o, a, b, n);           \
+    else if (scalar == 1) binary_row<BinaryOp::name, T, 1>(o, a, b, n);      \
+    else binary_row<BinaryOp::name, T, 2>(o, a, b, n);                       \
+    break;
+  switch (op) {
+    PETAL_CASE(Add) PETAL_CASE(Sub) PETAL_CASE(Mul) PETAL_CASE(Div) PETAL_CASE(Maximum) PETAL_CASE(Minimum)
+    default: break;
+  }
+#undef PETAL_CASE
+}
+
+#define PETAL_ISA_WRAPPERS(T, suffix)                                                                             \
+  void unary_row_##suffix##_baseline(UnaryOp op, T* o, const T* x, int64_t n, float a, float b) {                 \
+    unary_row_switch<T>(op, o, x, n, a, b);                                                                       \
+  }                                                                                                               \
+  PETAL_CPU_AVX512 void unary_row_##suffix##_avx512(UnaryOp op, T* o, const T* x, int64_t n, float a, float b) {  \
+    unary_row_switch<T>(op, o, x, n, a, b);                                                                       \
+  }                                                                                                               \
+  void unary_grad_row_##suffix##_baseline(UnaryOp op, T* o, const T* g, const T* x, const T* y, int64_t n, float a, \
+                                          float b) {                                                              \
+    unary_grad_row_switch<T>(op, o, g, x, y, n, a, b);                                                            \
+  }                                                                                                               \
+  PETAL_CPU_AVX512 void unary_grad_row_##suffix##_avx512(UnaryOp op, T* o, const T* g, const T* x, const T* y,     \
+                                                         int64_t n, float a, float b) {                           \
+    unary_grad_row_switch<T>(op, o, g, x, y, n, a, b);                                                            \
+  }                                                                                                               \
+  void binary_row_##suffix##_baseline(BinaryOp op, int scalar, T* o, const T* a, const T* b, int64_t n) {         \
+    binary_row_switch<T>(op, scalar, o, a, b, n);                                                                 \
+  }                                                                                                               \
+  PETAL_CPU_AVX512 void binary_row_##suffix##_avx512(BinaryOp op, int scalar, T* o, const T* a, const T* b,       \
+                                                     int64_t n) {                                                 \
+    binary_row_switch<T>(op, scalar, o, a, b, n);                                                                 \
+  }
+
+PETAL_ISA_WRAPPERS(float, f32)
+PETAL_ISA_WRAPPERS(bf16_t, bf16)
+#undef PETAL_ISA_WRAPPERS
+
+// The ISA variant of the row kernel for T (float or bf16_t).
+void unary_row_isa(UnaryOp op, float* o, const float* x, int64_t n, float a, float b) {
+  (avx512_enabled() ? unary_row_f32_avx512 : unary_row_f32_baseline)(op, o, x, n, a, b);
+}
+void unary_row_isa(UnaryOp op, bf16_t* o, const bf16_t* x, int64_t n, float a, float b) {
+  (avx512_enabled() ? unary_row_bf16_avx512 : unary_row_bf16_baseline)(op, o, x, n, a, b);
+}
+void unary_grad_row_isa(UnaryOp op, float* o, const float* g, const float* x, const float* y, int64_t n, float a,
+                        float b) {
+  (avx512_enabled() ? unary_grad_row_f32_avx512 : unary_grad_row_f32_baseline)(op, o, g, x, y, n, a, b);
+}
+void unary_grad_row_isa(UnaryOp op, bf16_t* o, const bf16_t* g, const bf16_t* x, const bf16_t* y, int64_t n, float a,
+                        float b) {
+  (avx512_enabled() ? unary_grad_row_bf16_avx512 : unary_grad_row_bf16_baseline)(op, o, g, x, y, n, a, b);
+}
+void binary_row_isa(BinaryOp op, int scalar, float* o, const float* a, const float* b, int64_t n) {
+  (avx512_enabled() ? binary_row_f32_avx512 : binary_row_f32_baseline)(op, scalar, o, a, b, n);
+}
+void binary_row_isa(BinaryOp op, int scalar, bf16_t* o, const bf16_t* a, const bf16_t* b, int64_t n) {
+  (avx512_enabled() ? binary_row_bf16_avx512 : binary_row_bf16_baseline)(op, scalar, o, a, b, n);
+}
+
+template <typename T>
+constexpr bool has_row_kernels = std::is_same_v<T, float> || std::is_same_v<T, bf16_t>;
 
 template <UnaryOp op>
 void run_unary(const View& out, const View& in, double alpha, double beta) {
@@ -111,6 +278,12 @@ void run_unary(const View& out, const View& in, double alpha, double beta) {
       for_each_row<2>(views, [&](int64_t n, const int64_t* off, const int64_t* inc) {
         T* op_ = o + off[0];
         const T* xp = x + off[1];
+        if constexpr (has_row_kernels<T> && unary_vectorizes(op)) {
+          if (inc[0] == 1 && inc[1] == 1) {
+            unary_row_isa(op, op_, xp, n, a, b);
+            return;
+          }
+        }
         if (inc[0] == 1 && inc[1] == 1) {
           for (int64_t i = 0; i < n; ++i) op_[i] = store<T>(unary_fn<op, A>(load(xp[i]), a, b));
         } else {
@@ -133,6 +306,12 @@ void run_unary_backward(const View& gi, const View& go, const View& xv, const Vi
     const T* y = static_cast<const T*>(yv.data);
     const A a = scalar_cast<A>(alpha), b = scalar_cast<A>(beta);
     for_each_row<4>(views, [&](int64_t n, const int64_t* off, const int64_t* inc) {
+      if constexpr (has_row_kernels<T> && unary_grad_vectorizes(op)) {
+        if (inc[0] == 1 && inc[1] == 1 && inc[2] == 1 && inc[3] == 1) {
+          unary_grad_row_isa(op, o + off[0], g + off[1], x + off[2], y + off[3], n, a, b);
+          return;
+        }
+      }
       for (int64_t i = 0; i < n; ++i)
         o[off[0] + i * inc[0]] = store<T>(unary_grad_fn<op, A>(load(g[off[1] + i * inc[1]]), load(x[off[2] + i * inc[2]]),
                                                                load(y[off[3] + i * inc[3]]), a, b));
@@ -165,33 +344,6 @@ struct UnaryBackwardRunner {
   }
 };
 
-template <BinaryOp op, typename A>
-inline A binary_fn(A a, A b) {
-  if constexpr (op == BinaryOp::Add) return a + b;
-  if constexpr (op == BinaryOp::Sub) return a - b;
-  if constexpr (op == BinaryOp::Mul) return a * b;
-  if constexpr (op == BinaryOp::Div) return a / b;
-  if constexpr (op == BinaryOp::Pow) {
-    if constexpr (std::is_floating_point_v<A>) return std::pow(a, b);
-    return a;  // core promotes integer pow to floating
-  }
-  // NaN propagates through maximum/minimum as in PyTorch.
-  if constexpr (op == BinaryOp::Maximum) return (a != a) ? a : ((b != b) ? b : (a > b ? a : b));
-  if constexpr (op == BinaryOp::Minimum) return (a != a) ? a : ((b != b) ? b : (a < b ? a : b));
-  return a;
-}
-
-template <BinaryOp op, typename A>
-inline bool compare_fn(A a, A b) {
-  if constexpr (op == BinaryOp::Eq) return a == b;
-  if constexpr (op == BinaryOp::Ne) return a != b;
-  if constexpr (op == BinaryOp::Lt) return a < b;
-  if constexpr (op == BinaryOp::Le) return a <= b;
-  if constexpr (op == BinaryOp::Gt) return a > b;
-  if constexpr (op == BinaryOp::Ge) return a >= b;
-  return false;
-}
-
 template <BinaryOp op>
 void run_binary(const View& out, const View& av, const View& bv) {
   const View* views[3] = {&out, &av, &bv};
@@ -211,6 +363,12 @@ void run_binary(const View& out, const View& av, const View& bv) {
         for (int64_t i = 0; i < n; ++i)
           op_[i * inc[0]] = compare_fn<op, A>(static_cast<A>(load(ap[i * inc[1]])), static_cast<A>(load(bp[i * inc[2]])));
       } else {
+        if constexpr (has_row_kernels<T> && binary_vectorizes(op)) {
+          if (inc[0] == 1 && (inc[1] == 1 || inc[1] == 0) && (inc[2] == 1 || inc[2] == 0) && (inc[1] | inc[2]) == 1) {
+            binary_row_isa(op, inc[1] == 0 ? 2 : (inc[2] == 0 ? 1 : 0), op_, ap, bp, n);
+            return;
+          }
+        }
         if (inc[0] == 1 && inc[1] == 1 && inc[2] == 1) {
           for (int64_t i = 0; i < n; ++i)
             op_[i] = store<O>(binary_fn<op, A>(static_cast<A>(load(ap[i])), static_cast<A>(load(bp[i]))));
