@@ -3,8 +3,11 @@
 // the three activations, with and without bias, odd sizes, leading dims, non-contiguous
 // inputs, empty extents; the backend kernels called directly on poisoned outputs (aux holds
 // the pre-activation); finite differences on cpu and on sim; and the cuBLASLt epilogue
-// choice and its fallback (kernels/cuda/gemm_epilogue.h), which need no GPU.
+// choice and its fallback (kernels/cuda/gemm_epilogue.h), which need no GPU. CPU cases run
+// under both ISA variants of the epilogue row kernels (kernels/cpu/isa.h), and the bias
+// gradient is checked to be bit-identical for 1 and 2 threads.
 #include <cmath>
+#include <cstring>
 
 #include "kernels/backend.h"
 #include "kernels/cuda/gemm_epilogue.h"
@@ -75,6 +78,9 @@ LinearRef ref_linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in,
 
 TEST_CASE("fused_linear matches a float64 loop, forward and backward", "[linear]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto isa = GENERATE(from_range(petal::testing::test_cpu_isas()));
+  if (dev != "cpu" && isa != "baseline") return;  // the ISA variants are the cpu backend's
+  petal::testing::ScopedCpuIsa guard(isa);
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16, DType::f16);
   auto act = GENERATE(std::string("none"), std::string("gelu"), std::string("gelu_tanh"));
   auto with_bias = GENERATE(true, false);
@@ -82,8 +88,10 @@ TEST_CASE("fused_linear matches a float64 loop, forward and backward", "[linear]
     Shape x;
     int64_t N;
   };
-  // n % 8 == 0 and not (the GELU_AUX epilogue's condition), K = 1, leading dims.
-  const std::vector<Geometry> cases = {{{5, 7}, 3}, {{1, 1}, 1}, {{33, 16}, 24}, {{2, 3, 9}, 16}, {{4, 1}, 5}};
+  // n % 8 == 0 and not (the GELU_AUX epilogue's condition), K = 1, leading dims; on cpu also
+  // rows with vector tails (37 = 2 * 16 + 5) over several bias-gradient row blocks (m = 150).
+  std::vector<Geometry> cases = {{{5, 7}, 3}, {{1, 1}, 1}, {{33, 16}, 24}, {{2, 3, 9}, 16}, {{4, 1}, 5}};
+  if (dev == "cpu") cases.push_back({{150, 6}, 37});
   uint64_t seed = 900;
   for (const auto& g : cases) {
     const Device d(dev);
@@ -99,7 +107,8 @@ TEST_CASE("fused_linear matches a float64 loop, forward and backward", "[linear]
     y_shape.back() = g.N;
     Tensor dy = random_input(y_shape, seed++, dt, d);
     INFO("x " << shape_str(x.shape()) << " weight " << shape_str(w.shape()) << " " << dtype_name(dt) << " " << act
-              << " on " << dev << (with_bias ? " with bias" : "") << (x.is_contiguous() ? "" : " non-contiguous x"));
+              << " on " << dev << " (" << isa << ")" << (with_bias ? " with bias" : "")
+              << (x.is_contiguous() ? "" : " non-contiguous x"));
     const LinearRef ref = ref_linear(x, w, b, dy, act);
     Tensor y = fused_linear(x, w, b, act);
     CHECK(y.shape() == y_shape);
@@ -142,10 +151,13 @@ TEST_CASE("fused_linear with empty extents", "[linear]") {
 
 TEST_CASE("linear kernels write y and the pre-activation into poisoned outputs", "[linear]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto isa = GENERATE(from_range(petal::testing::test_cpu_isas()));
+  if (dev != "cpu" && isa != "baseline") return;
+  petal::testing::ScopedCpuIsa guard(isa);
   auto dt = GENERATE(DType::f32, DType::bf16);
   auto act = GENERATE(kernels::LinearActivation::GeluErf, kernels::LinearActivation::GeluTanh);
   const Device d(dev);
-  const int64_t M = 9, K = 6, N = 16;
+  const int64_t M = 9, K = 6, N = dev == "cpu" ? 21 : 16;
   Tensor x = random_input({M, K}, 21, dt, d), w = random_input({N, K}, 22, dt, d), b = random_input({N}, 23, dt, d);
   const std::string name = act == kernels::LinearActivation::GeluErf ? "gelu" : "gelu_tanh";
   const LinearRef ref = ref_linear(x, w, b, zeros({M, N}, DType::f64), name);
@@ -173,6 +185,48 @@ TEST_CASE("linear kernels write y and the pre-activation into poisoned outputs",
   petal::testing::poison(db);
   kernels::backend_for(d).linear_backward(a, dy.data_ptr(), nullptr, nullptr, db.data_ptr());
   check_close(db, ref2.dbias, -1, "dbias alone");
+}
+
+TEST_CASE("cpu linear bias gradient: same bits for 1 and 2 threads, both ISAs, matches float64", "[linear]") {
+  // The dGELU pass and the bias column sums run as one pass over row blocks fixed by m; the
+  // blocks' double partials are added in block order, so the thread count cannot change them.
+  auto isa = GENERATE(from_range(petal::testing::test_cpu_isas()));
+  petal::testing::ScopedCpuIsa guard(isa);
+  auto dt = GENERATE(DType::f32, DType::bf16);
+  auto act = GENERATE(kernels::LinearActivation::None, kernels::LinearActivation::GeluErf,
+                      kernels::LinearActivation::GeluTanh);
+  const int64_t M = 1500, K = 3, N = 45;  // 24 row blocks of 64: parallel at 2 threads
+  Tensor x = random_input({M, K}, 61, dt), w = random_input({N, K}, 62, dt), b = random_input({N}, 63, dt);
+  Tensor dy = random_input({M, N}, 64, dt);
+  const std::string name = act == kernels::LinearActivation::None
+                               ? "none"
+                               : (act == kernels::LinearActivation::GeluErf ? "gelu" : "gelu_tanh");
+  const LinearRef ref = ref_linear(x, w, b, dy, name);
+  Tensor y = empty({M, N}, TensorOptions(dt)), aux = empty({M, N}, TensorOptions(dt));
+  kernels::LinearArgs a;
+  a.dtype = dt;
+  a.m = M;
+  a.n = N;
+  a.k = K;
+  a.x = x.data_ptr();
+  a.w = w.data_ptr();
+  a.bias = b.data_ptr();
+  a.y = y.data_ptr();
+  a.aux = aux.data_ptr();
+  a.act = act;
+  kernels::backend_for(kCPU).linear_forward(a);
+  INFO(dtype_name(dt) << " " << name << " (" << isa << ")");
+  std::vector<Tensor> db;
+  const int threads_before = get_num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    db.push_back(empty({N}, TensorOptions(dt)));
+    petal::testing::poison(db.back());
+    kernels::backend_for(kCPU).linear_backward(a, dy.data_ptr(), nullptr, nullptr, db.back().data_ptr());
+  }
+  set_num_threads(threads_before);
+  check_close(db[0], ref.dbias, -1, "dbias");
+  CHECK(std::memcmp(db[0].data_ptr(), db[1].data_ptr(), static_cast<size_t>(N) * dtype_size(dt)) == 0);
 }
 
 TEST_CASE("fused_linear gradients (finite differences) on cpu and sim", "[linear][grad]") {
