@@ -22,51 +22,19 @@
 #include "examples/vit_flowers/trainer.cpp"    // NOLINT
 #include "examples/vit_flowers/workflow.cpp"   // NOLINT
 #include "testing.h"
+#include "vit_flowers_testing.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-vit_flowers::TrainConfig tiny_config(const std::string& out) {
-  vit_flowers::TrainConfig c;
-  c.synthetic_per_class = 40;
-  c.synthetic_size = 20;
-  c.synthetic_format = "png";  // stb's JPEG encoder trips the UBSan build
-  c.model = "vit_tiny";
-  c.img_size = 16;
-  c.patch_size = 4;
-  c.width = 48;
-  c.depth = 2;
-  c.heads = 3;
-  c.epochs = 10;
-  c.batch_size = 16;
-  c.optimizer = "adamw";
-  c.lr = 3e-3;
-  c.weight_decay = 0.01;
-  c.min_crop_scale = 0.5;
-  c.workers = 2;
-  c.out_dir = out;
-  c.seed = 1;
-  c.progress = false;
-  return c;
-}
-
-struct TempOut {
-  std::string path;
-  TempOut() {
-    path = (fs::temp_directory_path() / ("petal_test_vit_flowers_" + std::to_string(::getpid()))).string();
-    fs::remove_all(path);
-  }
-  ~TempOut() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using vit_flowers_testing::TempDir;
+using vit_flowers_testing::tiny_config;
 
 }  // namespace
 
 TEST_CASE("vit_flowers trains a tiny ViT on synthetic flowers, predicts and resumes", "[vit_flowers][e2e]") {
-  TempOut out;
+  TempDir out("train1");
   vit_flowers::TrainConfig config = tiny_config(out.path);
   std::ostringstream log;
   vit_flowers::TrainResult r = vit_flowers::train(config, log);
@@ -137,7 +105,7 @@ TEST_CASE("vit_flowers model config survives JSON and bad options are named", "[
 }
 
 TEST_CASE("vit_flowers refuses bad resumes, bad weights and non-finite predictions", "[vit_flowers][bad_inputs]") {
-  TempOut out;
+  TempDir out("train2");
   vit_flowers::TrainConfig config = tiny_config(out.path);
   config.synthetic_per_class = 10;
   config.width = 24;
@@ -244,7 +212,7 @@ F32AndBf16 train_f32_and_bf16(vit_flowers::TrainConfig config) {
 TEST_CASE("vit_flowers --amp bf16 trains the synthetic flowers to f32's accuracy band", "[vit_flowers][e2e][autocast]") {
   // The same run (data, seed, schedule) in f32 and with bf16 autocast: both learn, and
   // the bf16 run lands in the f32 run's band (bf16 rounding perturbs the trajectory).
-  TempOut out;
+  TempDir out("train3");
   vit_flowers::TrainConfig config = tiny_config(out.path);
   config.epochs = 8;
   const auto [f32, bf16, log32, log16] = train_f32_and_bf16(config);
@@ -266,7 +234,7 @@ TEST_CASE("vit_flowers --amp bf16 on sim trains like f32 on sim", "[vit_flowers]
   // The CUDA kernels (executed by the simulator) under bf16 autocast: the flash attention,
   // the bf16 GEMMs, the casts, LayerNorm and cross-entropy taking bf16; the cpu case's data
   // and schedule.
-  TempOut out;
+  TempDir out("train4");
   vit_flowers::TrainConfig config = tiny_config(out.path);
   config.device = "sim";
   config.epochs = 8;

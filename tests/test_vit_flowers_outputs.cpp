@@ -26,6 +26,7 @@
 #include "examples/vit_flowers/trainer.h"
 #include "examples/vit_flowers/workflow.h"
 #include "testing.h"
+#include "vit_flowers_testing.h"
 
 namespace fs = std::filesystem;
 
@@ -37,41 +38,8 @@ int64_t host_sync_count() __attribute__((weak));
 
 namespace {
 
-vit_flowers::TrainConfig small_config(const std::string& out) {
-  vit_flowers::TrainConfig c;
-  c.synthetic_per_class = 10;  // 40 train, 10 val
-  c.synthetic_size = 20;
-  c.synthetic_format = "png";
-  c.model = "vit_tiny";
-  c.img_size = 16;
-  c.patch_size = 4;
-  c.width = 24;
-  c.depth = 1;
-  c.heads = 2;
-  c.epochs = 3;
-  c.batch_size = 10;
-  c.optimizer = "adamw";
-  c.lr = 3e-3;
-  c.weight_decay = 0.01;
-  c.workers = 1;
-  c.out_dir = out;
-  c.seed = 3;
-  c.progress = false;
-  return c;
-}
-
-struct TempDir {
-  std::string path;
-  explicit TempDir(const std::string& tag) {
-    path = (fs::temp_directory_path() / ("petal_test_vf_" + tag + "_" + std::to_string(::getpid()))).string();
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using vit_flowers_testing::small_config;
+using vit_flowers_testing::TempDir;
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
