@@ -1,10 +1,13 @@
 // softmax / log_softmax against float64 references on every backend: dtypes, odd row
 // lengths, every dim of 3-D inputs, non-contiguous inputs, large and -inf logits, the
-// kernels called directly on poisoned outputs, error messages and gradchecks.
+// kernels called directly on poisoned outputs, error messages and gradchecks; the cpu cases
+// under both ISA variants (kernels/cpu/isa.h), and the cpu kernel's own exp against std::exp.
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/softmax.h"
 #include "testing.h"
 
 using namespace petal;
@@ -38,10 +41,67 @@ Tensor ref_softmax(const Tensor& x_in, int64_t dim, bool log) {
   return out;
 }
 
+// Every ISA variant on cpu; the default one elsewhere (the ISA only picks cpu loops).
+std::vector<std::string> isas_for(const std::string& dev) {
+  return dev == "cpu" ? petal::testing::test_cpu_isas() : std::vector<std::string>{"baseline"};
+}
+
 }  // namespace
+
+TEST_CASE("softmax's vectorized exp is within 2 ulp of std::exp", "[softmax][cpu_math]") {
+  auto isa = GENERATE(from_range(petal::testing::test_cpu_isas()));
+  petal::testing::ScopedCpuIsa guard(isa);
+  INFO("ISA " << isa);
+  // A grid over the bit patterns of [-88, 88] (about 2 million floats, every 1000th pattern
+  // of each sign) plus the ends, round numbers and the special values.
+  std::vector<float> x;
+  for (float lim : {-88.0f, 88.0f}) {
+    uint32_t top;
+    std::memcpy(&top, &lim, sizeof top);
+    const uint32_t sign = top & 0x80000000u;
+    for (uint32_t mag = 0; mag <= (top & 0x7fffffffu); mag += 1000) {
+      const uint32_t b = sign | mag;
+      float f;
+      std::memcpy(&f, &b, sizeof f);
+      x.push_back(f);
+    }
+    x.push_back(lim);
+  }
+  for (float f : {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -0.6931472f, 0.6931472f, -87.33f, -87.3f, 87.0f, 1e-8f, -1e-8f})
+    x.push_back(f);
+  std::vector<float> y(x.size());
+  kernels::cpu::softmax_exp(y.data(), x.data(), static_cast<int64_t>(x.size()));
+  // Bound (softmax.cpp's exp_vec): 0.5 ulp for the last addition 1 + (r + r^2 q), the 0.05-ulp
+  // Taylor remainder and the tail's and r's roundings; measured 1.04 ulp in both variants.
+  double worst = 0;
+  float worst_x = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double e = std::exp(static_cast<double>(x[i]));
+    if (e < std::numeric_limits<float>::min()) {  // below the normal range: may flush to 0
+      CHECK(std::fabs(y[i] - e) <= std::numeric_limits<float>::min());
+      continue;
+    }
+    const double ulp = std::ldexp(1.0, std::ilogb(e) - 23);
+    const double err = std::fabs(static_cast<double>(y[i]) - e) / ulp;
+    if (err > worst) worst = err, worst_x = x[i];
+  }
+  INFO("worst " << worst << " ulp at x = " << worst_x);
+  CHECK(worst <= 2.0);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const float special[] = {-inf, -1000.0f, -88.5f, nan, 0.0f};
+  float out[5];
+  kernels::cpu::softmax_exp(out, special, 5);
+  CHECK(out[0] == 0.0f);
+  CHECK(out[1] == 0.0f);
+  CHECK(out[2] == 0.0f);
+  CHECK(std::isnan(out[3]));
+  CHECK(out[4] == 1.0f);
+}
 
 TEST_CASE("softmax and log_softmax match float64 references", "[softmax]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto isa = GENERATE_COPY(from_range(isas_for(dev)));
+  petal::testing::ScopedCpuIsa guard(isa);
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   auto noncontig = GENERATE(false, true);
   const std::vector<std::pair<Shape, int64_t>> cases = {{{1}, 0},       {{7}, 0},       {{5, 33}, -1},
@@ -51,7 +111,8 @@ TEST_CASE("softmax and log_softmax match float64 references", "[softmax]") {
   for (const auto& [shape, dim] : cases) {
     Tensor x = mul(random_input(shape, seed++, dt, Device(dev)), 3.0);
     if (noncontig) x = non_contiguous_copy(x);
-    INFO("shape " << shape_str(shape) << " dim " << dim << " dtype " << dtype_name(dt) << " on " << dev);
+    INFO("shape " << shape_str(shape) << " dim " << dim << " dtype " << dtype_name(dt) << " on " << dev << " (" << isa
+                   << ")");
     Tensor y = softmax(x, dim);
     CHECK(y.dtype() == dt);
     CHECK(y.shape() == shape);
@@ -62,6 +123,8 @@ TEST_CASE("softmax and log_softmax match float64 references", "[softmax]") {
 
 TEST_CASE("softmax is stable for large and -inf logits", "[softmax]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto isa = GENERATE_COPY(from_range(isas_for(dev)));
+  petal::testing::ScopedCpuIsa guard(isa);
   Device d(dev);
   const float inf = std::numeric_limits<float>::infinity();
   Tensor x = tensor({1000.f, 999.f, -1000.f, 0.f, -inf, 2.f, -inf, 1.f}, {2, 4}).to(d);
@@ -76,6 +139,8 @@ TEST_CASE("softmax is stable for large and -inf logits", "[softmax]") {
 
 TEST_CASE("softmax kernels write every element", "[softmax]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  auto isa = GENERATE_COPY(from_range(isas_for(dev)));
+  petal::testing::ScopedCpuIsa guard(isa);
   auto dt = GENERATE(DType::f32, DType::f64);
   Device d(dev);
   const int64_t rows = 13, cols = 197;
