@@ -27,7 +27,8 @@ class MultiheadAttention : public Module {
   std::shared_ptr<Dropout> proj_drop;
 };
 
-/// Two-layer MLP (timm Mlp): fc2(drop(act(fc1(x)))) followed by drop.
+/// Two-layer MLP (timm Mlp): fc2(drop(act(fc1(x)))) followed by drop. With a GELU and no
+/// dropout active between act and fc2 it runs as one fused_mlp (core/ops/mlp.cpp).
 class FFN : public Module {
  public:
   FFN(int64_t dim, int64_t hidden_dim, const std::string& activation = "gelu", double drop = 0.0,
