@@ -56,6 +56,17 @@ enum class ReduceOp : uint8_t { Sum, Max, Min, ArgMax, ArgMin };
 
 enum class RandomKind : uint8_t { Uniform, Normal, Int };
 
+/// Element types of a LayerNorm call: x and dx in `x`, y and dy in `y`, weight/bias and
+/// dweight/dbias in `param`; statistics f64 for f64 x, else f32. Either all three are equal
+/// (any floating dtype; a single DType converts to that), or autocast's mixed form: param f32,
+/// y a 16-bit type H and x f32 or H (f32 master parameters, no cast of the activations).
+struct LayerNormDTypes {
+  DType x, y, param;
+  LayerNormDTypes(DType all) : x(all), y(all), param(all) {}  // NOLINT(google-explicit-constructor)
+  LayerNormDTypes(DType x_dtype, DType y_dtype, DType param_dtype) : x(x_dtype), y(y_dtype), param(param_dtype) {}
+  bool uniform() const { return x == y && y == param; }
+};
+
 /// C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b], row-major, for b < batch.
 /// op(A) is m x k, op(B) is k x n, C is m x n with leading dimension ldc.
 struct GemmArgs {
@@ -238,12 +249,13 @@ class Backend {
   // Statistics (mean, rstd, lse) are f64 for f64 inputs and f32 otherwise.
 
   /// LayerNorm over the last dim of x [rows, cols]: y = (x - mean) * rstd * weight + bias
-  /// (weight/bias may be null); saves mean and rstd per row.
+  /// (weight/bias may be null); saves mean and rstd per row. dtypes: see LayerNormDTypes.
   virtual void layer_norm_forward(void* y, void* mean, void* rstd, const void* x, const void* weight, const void* bias,
-                                  DType dtype, int64_t rows, int64_t cols, double eps) = 0;
+                                  LayerNormDTypes dtypes, int64_t rows, int64_t cols, double eps) = 0;
   /// dx (and dweight/dbias when non-null, overwritten) from dy and the saved statistics.
   virtual void layer_norm_backward(void* dx, void* dweight, void* dbias, const void* dy, const void* x, const void* mean,
-                                   const void* rstd, const void* weight, DType dtype, int64_t rows, int64_t cols) = 0;
+                                   const void* rstd, const void* weight, LayerNormDTypes dtypes, int64_t rows,
+                                   int64_t cols) = 0;
 
   /// Softmax cross-entropy per row of logits [rows, classes] with int64 targets and label
   /// smoothing s: loss[r] = -sum_c q_c log_softmax(logits[r])_c, q = (1-s) onehot + s/C;

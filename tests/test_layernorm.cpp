@@ -1,8 +1,12 @@
 // layer_norm against plain float64 references (forward and the dx/dweight/dbias of
 // sum(y * dy)) on every backend: dtypes, odd sizes, non-contiguous inputs, with and
 // without affine parameters, the kernels called directly on poisoned outputs (including
-// rows too long to stage in shared memory), error messages, and float64 gradchecks.
+// rows too long to stage in shared memory), error messages, and float64 gradchecks. The cpu
+// cases run under each CPU ISA variant (kernels/cpu/isa.h). Autocast's mixed form (f32
+// parameters, f32 or 16-bit x, 16-bit y) through the op and through the kernels directly.
 #include <cmath>
+
+#include <petal/autocast.h>
 
 #include "kernels/backend.h"
 #include "testing.h"
@@ -11,6 +15,8 @@ using namespace petal;
 using petal::testing::check_close;
 using petal::testing::gradcheck;
 using petal::testing::non_contiguous_copy;
+using petal::testing::normalized_error;
+using petal::testing::tolerance_for;
 using petal::testing::random_input;
 
 namespace {
@@ -65,10 +71,36 @@ LayerNormRef ref_layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor
   return r;
 }
 
+// Every device, and the cpu once per CPU ISA variant: "cpu/baseline", "cpu/avx512", "sim", ...
+std::vector<std::string> device_variants() {
+  std::vector<std::string> out;
+  for (const std::string& dev : petal::testing::test_devices()) {
+    if (dev != "cpu") {
+      out.push_back(dev);
+      continue;
+    }
+    for (const std::string& isa : petal::testing::test_cpu_isas()) out.push_back("cpu/" + isa);
+  }
+  return out;
+}
+
+// Selects the variant's ISA for its lifetime; device() is the device part.
+struct DeviceVariant {
+  explicit DeviceVariant(const std::string& v)
+      : name(v), dev(v.substr(0, v.find('/'))),
+        isa(v.find('/') == std::string::npos ? petal::testing::test_cpu_isas().back() : v.substr(v.find('/') + 1)) {}
+  std::string name, dev, isa;
+  petal::testing::ScopedCpuIsa guard{isa};
+};
+
+// t rounded to dtype and back to f64 on the CPU (what a kernel of that dtype reads).
+Tensor rounded(const Tensor& t, DType dtype) { return t.detach().to(dtype).to(kCPU, DType::f64); }
+
 }  // namespace
 
 TEST_CASE("layer_norm matches float64 references, forward and backward", "[layernorm]") {
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const DeviceVariant variant(GENERATE(from_range(device_variants())));
+  const std::string& dev = variant.dev;
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   auto affine = GENERATE(true, false);
   auto noncontig = GENERATE(false, true);
@@ -86,7 +118,8 @@ TEST_CASE("layer_norm matches float64 references, forward and backward", "[layer
     }
     x.requires_grad_();
     Tensor dy = random_input(shape, seed++, dt, d);
-    INFO("shape " << shape_str(shape) << " dtype " << dtype_name(dt) << " on " << dev << (affine ? " affine" : "")
+    INFO("shape " << shape_str(shape) << " dtype " << dtype_name(dt) << " on " << variant.name
+                  << (affine ? " affine" : "")
                   << (noncontig ? " non-contiguous" : ""));
     const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-5);
     Tensor y = layer_norm(x, w, b, 1e-5);
@@ -104,14 +137,15 @@ TEST_CASE("layer_norm matches float64 references, forward and backward", "[layer
 }
 
 TEST_CASE("layer_norm kernels write every element", "[layernorm]") {
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const DeviceVariant variant(GENERATE(from_range(device_variants())));
+  const std::string& dev = variant.dev;
   auto dt = GENERATE(DType::f32, DType::f64);
   const Device d(dev);
   const DType st = dt == DType::f64 ? DType::f64 : DType::f32;
   // 9000 columns do not fit the CUDA kernel's shared-memory stage: the unstaged path.
   const std::vector<std::pair<int64_t, int64_t>> sizes = {{11, 37}, {3, 9000}, {1, 1}};
   for (const auto& [rows, cols] : sizes) {
-    INFO(rows << "x" << cols << " " << dtype_name(dt) << " on " << dev);
+    INFO(rows << "x" << cols << " " << dtype_name(dt) << " on " << variant.name);
     Tensor x = random_input({rows, cols}, 7, dt, d), w = random_input({cols}, 8, dt, d);
     Tensor b = random_input({cols}, 9, dt, d), dy = random_input({rows, cols}, 10, dt, d);
     const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-3);
@@ -141,6 +175,7 @@ TEST_CASE("layer_norm kernels write every element", "[layernorm]") {
 }
 
 TEST_CASE("layer_norm: 16-byte vector rows and their misaligned / ragged fallbacks", "[layernorm]") {
+  // (cpu: under its default ISA only; the vector paths are the cuda/sim kernels')
   // On cuda/sim, aligned rows whose width is a multiple of 8 bf16/f16 (4 f32) elements move in
   // 16-byte vectors, forward and backward; a view offset by one element (misaligned x, y / dx,
   // weight, bias or dy) or a ragged width takes the elementwise loops. The simulator checks
@@ -211,12 +246,13 @@ TEST_CASE("layer_norm parameter gradients with more rows than backward blocks", 
 TEST_CASE("layer_norm backward: register-tiled partial sums at every width, and wide rows", "[layernorm]") {
   // Widths that take each register tile of the CUDA backward (1, 2, 4, 8 columns per thread)
   // and the global-memory fallback (more than 8 columns per thread of a 256-thread block).
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const DeviceVariant variant(GENERATE(from_range(device_variants())));
+  const std::string& dev = variant.dev;
   const Device d(dev);
   uint64_t seed = 500;
   for (int64_t cols : {200, 300, 700, 1500, 2100}) {
     const int64_t rows = 3;
-    INFO("cols " << cols << " on " << dev);
+    INFO("cols " << cols << " on " << variant.name);
     Tensor x = random_input({rows, cols}, seed++, DType::f32, d).requires_grad_();
     Tensor w = random_input({cols}, seed++, DType::f32, d).requires_grad_();
     Tensor b = random_input({cols}, seed++, DType::f32, d).requires_grad_();
@@ -247,4 +283,138 @@ TEST_CASE("layer_norm gradients", "[layernorm][grad]") {
   CHECK(gradcheck([](const V& v) { return layer_norm(v[0], Tensor(), Tensor(), 1e-2); }, {x}));
   CHECK(gradcheck([](const V& v) { return layer_norm(v[0].transpose(0, 2), v[1], Tensor(), 1e-5); },
                   {random_input({4, 2, 3}, 63), random_input({4}, 64)}));
+}
+
+TEST_CASE("layer_norm under autocast: f32 parameters, x as it comes, y in the autocast dtype", "[layernorm][autocast]") {
+  // The mixed form: x f32 (the residual stream) or 16-bit, weight/bias f32 (the master copy),
+  // y in the autocast dtype. Against float64 on the values the kernel reads: y within one
+  // rounding to the 16-bit dtype, dx (x's dtype) and dweight/dbias (f32) at f32 accuracy, as
+  // the math runs in f32 (a 16-bit computation would be off by ~1e-2).
+  const DeviceVariant variant(GENERATE(from_range(device_variants())));
+  const Device d(variant.dev);
+  auto low = GENERATE(DType::bf16, DType::f16);
+  auto x_dtype = GENERATE(DType::f32, DType::bf16, DType::f16);
+  auto affine = GENERATE(true, false);
+  uint64_t seed = 900;
+  for (const Shape& shape : std::vector<Shape>{{3, 7}, {2, 5, 64}, {4, 200}, {1, 1}}) {
+    const int64_t D = shape.back();
+    INFO("shape " << shape_str(shape) << " x " << dtype_name(x_dtype) << " autocast " << dtype_name(low) << " on "
+                  << variant.name << (affine ? " affine" : ""));
+    Tensor x = add(mul(random_input(shape, seed++, x_dtype, d), 2.0), 0.5).requires_grad_();
+    Tensor w, b;
+    if (affine) {
+      w = random_input({D}, seed++, DType::f32, d).requires_grad_();
+      b = random_input({D}, seed++, DType::f32, d).requires_grad_();
+    }
+    Tensor dy = random_input(shape, seed++, low, d);
+    Tensor y;
+    {
+      autocast ac(d, low);
+      y = layer_norm(x, w, b, 1e-5);
+    }
+    CHECK(y.dtype() == low);
+    CHECK(y.shape() == shape);
+    // A 16-bit x of the other type than the guard's is computed as f32.
+    const DType x_read = x_dtype == DType::f32 || x_dtype == low ? x_dtype : DType::f32;
+    const LayerNormRef ref = ref_layer_norm(rounded(x, x_read), w, b, dy, 1e-5);
+    check_close(y, ref.y, tolerance_for(low), "y");
+    // Computed in f32: the error is the final rounding only (half an ulp of the 16-bit type).
+    CHECK(normalized_error(y, ref.y) <= (low == DType::bf16 ? 4e-3 : 5e-4) + 1e-5);
+    y.backward(dy);
+    REQUIRE(x.grad().defined());
+    CHECK(x.grad().dtype() == x_dtype);
+    check_close(x.grad(), ref.dx, x_dtype == DType::f32 ? 1e-4 : tolerance_for(x_dtype), "dx");
+    if (affine) {
+      CHECK(w.grad().dtype() == DType::f32);
+      CHECK(b.grad().dtype() == DType::f32);
+      check_close(w.grad(), ref.dweight, 1e-4, "dweight");
+      check_close(b.grad(), ref.dbias, 1e-4, "dbias");
+    }
+  }
+}
+
+TEST_CASE("layer_norm mixed-dtype kernels: every element, vector groups, misaligned and ragged rows", "[layernorm]") {
+  // The kernels called directly with f32 parameters, 16-bit y/dy and f32 or 16-bit x/dx, on
+  // poisoned outputs. On cuda/sim widths that are multiples of 8 move in vector groups (two
+  // 16-byte f32 vectors per 8 columns of x); an offset of one element in x, y/dx, weight or dy
+  // or a ragged width takes the elementwise loops.
+  const DeviceVariant variant(GENERATE(from_range(device_variants())));
+  const Device d(variant.dev);
+  auto low = GENERATE(DType::bf16, DType::f16);
+  auto x_dtype = GENERATE(DType::f32, DType::bf16);
+  const DType xt = x_dtype == DType::f32 ? DType::f32 : low;
+  const kernels::LayerNormDTypes dtypes(xt, low, DType::f32);
+  uint64_t seed = 1300;
+  for (int64_t cols : {8, 64, 200, 36, 1500}) {
+    for (int misaligned = 0; misaligned < 5; ++misaligned) {  // 0: none; 1 x, 2 y and dx, 3 weight, 4 dy
+      const int64_t rows = 6;
+      INFO(rows << "x" << cols << " x " << dtype_name(xt) << " y " << dtype_name(low) << " on " << variant.name
+                << " misaligned operand " << misaligned);
+      auto view = [&](const Shape& shape, bool shift, uint64_t sd, DType dt) {
+        int64_t n = 1;
+        for (int64_t e : shape) n *= e;
+        Tensor flat = random_input({n + 1}, sd, dt, d);
+        return flat.narrow(0, shift ? 1 : 0, n).reshape(shape);
+      };
+      Tensor x = view({rows, cols}, misaligned == 1, seed++, xt);
+      Tensor w = view({cols}, misaligned == 3, seed++, DType::f32), b = view({cols}, false, seed++, DType::f32);
+      Tensor dy = view({rows, cols}, misaligned == 4, seed++, low);
+      const LayerNormRef ref = ref_layer_norm(x, w, b, dy, 1e-5);
+      Tensor y_buffer = empty({rows * cols + 1}, TensorOptions(low, d));
+      petal::testing::poison(y_buffer);
+      Tensor y = y_buffer.narrow(0, misaligned == 2 ? 1 : 0, rows * cols).reshape({rows, cols});
+      Tensor mean = empty({rows}, TensorOptions(DType::f32, d)), rstd = empty({rows}, TensorOptions(DType::f32, d));
+      petal::testing::poison(mean);
+      petal::testing::poison(rstd);
+      auto& be = kernels::backend_for(d);
+      be.layer_norm_forward(y.data_ptr(), mean.data_ptr(), rstd.data_ptr(), x.data_ptr(), w.data_ptr(), b.data_ptr(),
+                            dtypes, rows, cols, 1e-5);
+      check_close(y, ref.y, -1, "y");
+      check_close(mean, ref.mean, 1e-5, "mean");
+      check_close(rstd, ref.rstd, 1e-5, "rstd");
+      const Tensor outside = y_buffer.narrow(0, misaligned == 2 ? 0 : rows * cols, 1).to(kCPU, DType::f64);
+      CHECK(std::isnan(outside.item()));
+      Tensor dx_buffer = empty({rows * cols + 1}, TensorOptions(xt, d));
+      petal::testing::poison(dx_buffer);
+      Tensor dx = dx_buffer.narrow(0, misaligned == 2 ? 1 : 0, rows * cols).reshape({rows, cols});
+      Tensor dw = empty({cols}, TensorOptions(DType::f32, d)), db = empty({cols}, TensorOptions(DType::f32, d));
+      petal::testing::poison(dw);
+      petal::testing::poison(db);
+      be.layer_norm_backward(dx.data_ptr(), dw.data_ptr(), db.data_ptr(), dy.data_ptr(), x.data_ptr(), mean.data_ptr(),
+                             rstd.data_ptr(), w.data_ptr(), dtypes, rows, cols);
+      check_close(dx, ref.dx, xt == DType::f32 ? 1e-4 : -1.0, "dx");
+      check_close(dw, ref.dweight, 1e-4, "dweight");
+      check_close(db, ref.dbias, 1e-4, "dbias");
+      // Without weight and parameter gradients.
+      petal::testing::poison(dx_buffer);
+      be.layer_norm_backward(dx.data_ptr(), nullptr, nullptr, dy.data_ptr(), x.data_ptr(), mean.data_ptr(),
+                             rstd.data_ptr(), nullptr, dtypes, rows, cols);
+      check_close(dx, ref_layer_norm(x, Tensor(), Tensor(), dy, 1e-5).dx, xt == DType::f32 ? 1e-4 : -1.0,
+                  "dx without weight");
+    }
+  }
+}
+
+TEST_CASE("layer_norm under autocast: the mixed gradients equal the uniform f32 path's", "[layernorm][grad]") {
+  // Finite differences cannot run through the mixed path (autocast never casts f64, so f64
+  // takes the uniform path, gradchecked in "layer_norm gradients"); the mixed gradients equal
+  // the uniform f32 ones on the same values within f32 accuracy.
+  const DeviceVariant variant(GENERATE(from_range(device_variants())));
+  const Device d(variant.dev);
+  Tensor x = random_input({4, 33}, 77, DType::f32, d).requires_grad_();
+  Tensor w = random_input({33}, 78, DType::f32, d).requires_grad_();
+  Tensor b = random_input({33}, 79, DType::f32, d).requires_grad_();
+  Tensor dy = random_input({4, 33}, 80, DType::bf16, d);
+  {
+    autocast ac(d, DType::bf16);
+    Tensor y = layer_norm(x, w, b);
+    REQUIRE(y.dtype() == DType::bf16);
+    y.backward(dy);
+  }
+  Tensor x2 = x.detach().clone().requires_grad_(), w2 = w.detach().clone().requires_grad_();
+  Tensor b2 = b.detach().clone().requires_grad_();
+  layer_norm(x2, w2, b2).backward(dy.to(DType::f32));
+  check_close(x.grad(), x2.grad().to(kCPU, DType::f64), 1e-5, "dx");
+  check_close(w.grad(), w2.grad().to(kCPU, DType::f64), 1e-5, "dweight");
+  check_close(b.grad(), b2.grad().to(kCPU, DType::f64), 1e-5, "dbias");
 }

@@ -158,6 +158,15 @@ CastPolicy autocast_policy(const char* op) {
   return CastPolicy::None;
 }
 
+bool autocast_active(DeviceType type, DType* dtype) {
+  const ThreadState& ts = state();
+  if (ts.guards == 0 || ts.disabled_depth > 0) return false;
+  const DeviceState& ds = device_state(type);
+  if (!ds.enabled) return false;
+  if (dtype != nullptr) *dtype = ds.dtype;
+  return true;
+}
+
 void clear_autocast_cache() { state().cache.clear(); }
 size_t autocast_cache_size() { return state().cache.size(); }
 

@@ -58,9 +58,10 @@ class CudaBackend final : public Backend {
   void scatter_add(const View& out, int dim, const View& index, const View& src) override;
 
   void layer_norm_forward(void* y, void* mean, void* rstd, const void* x, const void* weight, const void* bias,
-                          DType dtype, int64_t rows, int64_t cols, double eps) override;
+                          LayerNormDTypes dtypes, int64_t rows, int64_t cols, double eps) override;
   void layer_norm_backward(void* dx, void* dweight, void* dbias, const void* dy, const void* x, const void* mean,
-                           const void* rstd, const void* weight, DType dtype, int64_t rows, int64_t cols) override;
+                           const void* rstd, const void* weight, LayerNormDTypes dtypes, int64_t rows,
+                           int64_t cols) override;
   void cross_entropy_forward(void* loss, void* lse, const void* logits, const int64_t* target, DType dtype,
                              int64_t rows, int64_t classes, double label_smoothing, int64_t ignore_index) override;
   void cross_entropy_backward(void* grad_logits, const void* grad_loss, const void* logits, const void* lse,

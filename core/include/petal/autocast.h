@@ -2,8 +2,10 @@
 // tensors of the guarded device type pick their compute dtype from one table
 // (core/src/autocast.cpp), applied at the op's entry in core/: GEMM-like ops (matmul,
 // Linear, patch embedding, attention) cast f32 inputs to bf16/f16 (kernels accumulate in
-// f32); LayerNorm, softmax, cross-entropy and the sum/mean/var reductions cast 16-bit
-// inputs to f32. Everything else runs in the dtype it is given. Kernels never decide.
+// f32); softmax, cross-entropy and the sum/mean/var reductions cast 16-bit inputs to f32;
+// LayerNorm computes in f32 with f32 parameters but reads its input as it comes and writes the
+// autocast dtype (autocast_active). Everything else runs in the dtype it is given. Kernels
+// never decide.
 //
 // Parameters stay f32 (the master copy). The cast of a leaf that requires grad (a
 // parameter) is made once and reused by every later op of the scope (the cast cache); the
@@ -63,6 +65,13 @@ size_t autocast_cache_size();
 /// device of the first defined input); the inputs themselves otherwise. Undefined,
 /// integer, f64 and other-device inputs are never cast. Called at the entry of ops.
 std::vector<Tensor> autocast_inputs(const char* op, std::initializer_list<Tensor> inputs);
+
+/// True when ops on tensors of this device type run under autocast on this thread now (a
+/// guard enabled for the type, not inside AutocastDisabledGuard); *dtype (if given) is then the
+/// scope's lower-precision dtype. layer_norm uses it: under autocast it reads f32 or 16-bit
+/// activations as they come, computes in f32 with f32 parameters (16-bit parameters cast, cached)
+/// and writes its output in the autocast dtype, the dtype its consumer (a Linear) computes in.
+bool autocast_active(DeviceType type, DType* dtype = nullptr);
 
 /// Turns autocast off on this thread for its scope (the backward engine uses it).
 class AutocastDisabledGuard {
