@@ -7,6 +7,7 @@
 // DataLoaderOptions::pin_memory (pinned batches equal the ordinary ones; blocks recycled).
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@
 #include "kernels/backend.h"
 
 using namespace petal;
+
+namespace petal::detail {
+void disable_pinned_memory_for_testing(bool off);  // core/src/pinned_memory.cpp
+}  // namespace petal::detail
 
 namespace petal::kernels::sim_impl {
 // Defined only when petal is built with the simulator (kernels/sim/runtime_sim.cpp); weak, so
@@ -45,6 +50,12 @@ struct SkipCopyWait {
   ~SkipCopyWait() { kernels::sim_impl::set_skip_copy_wait_for_testing(false); }
 };
 
+/// A build without cuda and sim (nothing can pin), while in scope.
+struct NoPinning {
+  NoPinning() { detail::disable_pinned_memory_for_testing(true); }
+  ~NoPinning() { detail::disable_pinned_memory_for_testing(false); }
+};
+
 /// Example i: a [3, 4, 5] image of i + (k / 1000) and label i % 7.
 class RampDataset : public data::Dataset {
  public:
@@ -67,12 +78,7 @@ class RampDataset : public data::Dataset {
 TEST_CASE("pin_memory: pinned copies, is_pinned, errors and the block cache", "[pinned]") {
   Tensor t = random_of({5, 7}, 1, DType::f32);
   CHECK_FALSE(t.is_pinned());
-  if (!pinned_memory_available()) {
-    // Documented: without cuda or the simulator nothing can pin; asking for it is an error.
-    CHECK_THROWS_WITH(t.pin_memory(), Catch::Contains("no accelerator"));
-    CHECK_THROWS_WITH(empty({4}, TensorOptions().pinned_memory(true)), Catch::Contains("no accelerator"));
-    return;
-  }
+  if (!pinned_memory_available()) return;  // the next case checks that behaviour
   Tensor p = t.pin_memory();
   CHECK(p.is_pinned());
   CHECK(p.device() == kCPU);
@@ -112,6 +118,41 @@ TEST_CASE("pin_memory: pinned copies, is_pinned, errors and the block cache", "[
   Tensor x = random_of({4}, 2, DType::f64).requires_grad_(true);
   x.pin_memory().mul(3.0).sum().backward();
   CHECK(same_values(x.grad(), full({4}, 3.0, DType::f64)));
+}
+
+TEST_CASE("without cuda or sim: pin_memory throws, the DataLoader gives ordinary batches and warns", "[pinned]") {
+  NoPinning none;  // what a cpu-only build does (also without the guard, where nothing can pin)
+  CHECK_FALSE(pinned_memory_available());
+  Tensor t = random_of({5, 7}, 3, DType::f32);
+  CHECK_THROWS_WITH(t.pin_memory(), Catch::Contains("no accelerator"));
+  CHECK_THROWS_WITH(empty({4}, TensorOptions().pinned_memory(true)), Catch::Contains("no accelerator"));
+  CHECK_FALSE(t.is_pinned());
+  // non_blocking without pinned memory is an ordinary copy.
+  if (sim::is_available()) CHECK(same_values(t.to(Device("sim"), true), t));
+
+  auto ds = std::make_shared<RampDataset>(9);
+  data::DataLoaderOptions o;
+  o.batch_size = 4;
+  auto reference = data::DataLoader(ds, o).epoch(0).next();
+  REQUIRE(reference.has_value());
+  o.pin_memory = true;
+  std::vector<std::string> warnings;
+  WarningHandler previous = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
+  reset_warn_once();
+  std::optional<data::Batch> b;
+  {
+    data::DataLoader loader(ds, o);
+    data::DataLoader again(ds, o);  // warned once per process
+    b = loader.epoch(0).next();
+  }
+  set_warning_handler(previous);
+  REQUIRE(b.has_value());
+  CHECK_FALSE(b->images.is_pinned());
+  CHECK_FALSE(b->labels.is_pinned());
+  CHECK(same_values(b->images, reference->images));
+  CHECK(same_values(b->labels, reference->labels));
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("pin_memory is set but no accelerator") != std::string::npos);
 }
 
 TEST_CASE("non_blocking copies from pinned memory to sim give the values", "[pinned][sim]") {
@@ -209,21 +250,7 @@ TEST_CASE("DataLoader pin_memory: pinned batches equal the ordinary ones, blocks
   }
   REQUIRE(reference.size() == 10);
   o.pin_memory = true;
-  if (!pinned_memory_available()) {
-    // Documented: the batches are ordinary cpu tensors and a warning says why (once).
-    std::vector<std::string> warnings;
-    WarningHandler previous = set_warning_handler([&](const std::string& m) { warnings.push_back(m); });
-    reset_warn_once();
-    auto ep = data::DataLoader(ds, o).epoch(1);
-    auto b = ep.next();
-    set_warning_handler(previous);
-    REQUIRE(b.has_value());
-    CHECK_FALSE(b->images.is_pinned());
-    CHECK(same_values(b->images, reference[0].images));
-    REQUIRE(warnings.size() == 1);
-    CHECK(warnings[0].find("pin_memory") != std::string::npos);
-    return;
-  }
+  if (!pinned_memory_available()) return;  // the case "without cuda or sim" checks that
   for (int workers : {0, 2}) {
     INFO("workers " << workers);
     o.num_workers = workers;

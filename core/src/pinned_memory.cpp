@@ -14,6 +14,7 @@
 #include <petal/tensor.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -44,19 +45,24 @@ namespace {
 constexpr size_t kGranule = 4096;                    // pinning is per page
 constexpr size_t kCacheLimit = size_t(1) << 30;      // unused bytes kept for reuse
 
+std::atomic<bool> g_disabled_for_testing{false};
+
 /// The backend that pins host memory: the first GPU when cuda is usable, else the simulator.
 kernels::Backend* pinning_backend() {
   static kernels::Backend* const backend = []() -> kernels::Backend* {
     if (cuda::is_available()) return kernels::cuda_backend(0);
     return kernels::sim_backend();
   }();
-  return backend;
+  return g_disabled_for_testing.load() ? nullptr : backend;
 }
 
 class PinnedCache {
  public:
   void* allocate(size_t nbytes, kernels::Backend*& owner) {
     const size_t capacity = (std::max<size_t>(nbytes, 1) + kGranule - 1) / kGranule * kGranule;
+    kernels::Backend* backend = pinning_backend();
+    PETAL_CHECK(backend != nullptr, "pin_memory: no accelerator to pin host memory for (neither a usable cuda "
+                                    "device nor the simulator); check petal::pinned_memory_available() first");
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = idle_.lower_bound(capacity);
@@ -72,9 +78,6 @@ class PinnedCache {
         return b.data;
       }
     }
-    kernels::Backend* backend = pinning_backend();
-    PETAL_CHECK(backend != nullptr, "pin_memory: no accelerator to pin host memory for (neither a usable cuda "
-                                    "device nor the simulator); check petal::pinned_memory_available() first");
     void* p = nullptr;
     try {
       p = backend->allocate_pinned_host(capacity);
@@ -166,6 +169,8 @@ Storage::Storage(size_t n, Pinned) : nbytes(n), device(kCPU) { data = cache().al
 namespace detail {
 /// Storage's destructor for pinned blocks (tensor.cpp).
 void release_pinned(void* data) { cache().release(data); }
+/// Tests: behave as a build without cuda and sim (nothing can pin) while `off`.
+void disable_pinned_memory_for_testing(bool off) { g_disabled_for_testing.store(off); }
 }  // namespace detail
 
 bool pinned_memory_available() { return pinning_backend() != nullptr; }

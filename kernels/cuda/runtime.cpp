@@ -340,8 +340,10 @@ void* h2d_async(void* dst, const void* src, size_t n, std::shared_ptr<const void
   if (err == cudaSuccess) err = cudaStreamWaitEvent(s.stream, done, 0);  // every later op sees the data
   if (err != cudaSuccess) {
     if (cudaStreamSynchronize(s.copy_stream) != cudaSuccess) {
-      // The copy's end is unknown: src must never be freed.
+      // The copy's end is unknown: src (and dst) must never be freed.
       new std::shared_ptr<const void>(std::move(keep_alive));  // NOLINT: deliberately leaked
+    } else if (allocated) {
+      (void)(s.pool_supported ? cudaFreeAsync(dst, s.copy_stream) : cudaFree(dst));  // the copy has finished
     }
     CUDA_CHECK("asynchronous copy", err);
   }
