@@ -3,11 +3,15 @@
 // odd sequence lengths (1, 7, 33, 197 on cpu; small ones on sim), S_q != S_kv, head dims
 // up to 128, strided q/k/v (permuted views of a fused [B, S, 3, H, Dh] projection, and
 // gapped copies), f32/f64/bf16, the kernels called directly on poisoned outputs, float64
-// gradchecks on the CPU, and CUDA gradients against the CPU's.
+// gradchecks on the CPU, and CUDA gradients against the CPU's. The cpu cases run with the
+// oneDNN GEMMs on and off (kernels/cpu/attention.cpp: bf16 operands through oneDNN or widened
+// per GEMM into sgemm; f32 through oneDNN f32 or OpenBLAS) and under both ISA variants (the
+// softmax rows).
 #include <cmath>
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/gemm_onednn.h"
 #include "testing.h"
 
 using namespace petal;
@@ -94,6 +98,44 @@ std::vector<Tensor> fused_qkv_views(const Case& c, uint64_t seed, DType dt, Devi
   return {p.select(0, 0), p.select(0, 1), p.select(0, 2)};
 }
 
+// The cpu configurations a case runs under: oneDNN GEMMs on (when built) and off, times each
+// ISA variant; one default run elsewhere.
+struct CpuMode {
+  bool onednn;
+  std::string isa;
+};
+std::vector<CpuMode> modes_for(const std::string& dev) {
+  if (dev != "cpu") return {{kernels::cpu::onednn_gemm_enabled(), "baseline"}};
+  std::vector<CpuMode> out;
+  for (bool onednn : {true, false}) {
+    if (onednn && !kernels::cpu::onednn_built()) continue;
+    for (const std::string& isa : petal::testing::test_cpu_isas()) out.push_back({onednn, isa});
+  }
+  return out;
+}
+
+// Applies a CpuMode for its lifetime.
+class ScopedCpuMode {
+ public:
+  explicit ScopedCpuMode(const CpuMode& m) : isa_(m.isa), was_(kernels::cpu::onednn_gemm_enabled()) {
+    kernels::cpu::set_onednn_gemm_enabled(m.onednn);
+  }
+  ~ScopedCpuMode() { kernels::cpu::set_onednn_gemm_enabled(was_); }
+  ScopedCpuMode(const ScopedCpuMode&) = delete;
+  ScopedCpuMode& operator=(const ScopedCpuMode&) = delete;
+
+ private:
+  petal::testing::ScopedCpuIsa isa_;
+  bool was_;
+};
+
+std::string mode_str(const CpuMode& m) { return std::string(m.onednn ? "oneDNN" : "no oneDNN") + ", " + m.isa; }
+
+// bf16 tolerances. The output's default (tolerance_for(bf16) = 1.6e-2) covers the bf16
+// rounding of P before P V: each P_j is off by at most 2^-9 relative, so out moves by at most
+// 2^-9 sum_j P_j |v_j| <= 2^-9 max|v| (about 8e-3 for N(0, 1) values below 4), plus the output
+// rounding 2^-9; the gradients (3e-2) likewise absorb the rounding of P and dS before their
+// GEMMs (the same per-element 2^-9 on dS, whose products sum over S_kv or S_q terms).
 double grad_tol(DType dt) { return dt == DType::bf16 ? 3e-2 : (dt == DType::f32 ? 3e-5 : 1e-11); }
 
 std::vector<Case> cases_for(const std::string& dev) {
@@ -115,13 +157,18 @@ TEST_CASE("scaled_dot_product_attention matches a float64 reference", "[attentio
     Tensor q = random_input({c.B, c.H, c.Sq, c.Dh}, seed++, dt, d);
     Tensor k = random_input({c.B, c.H, c.Skv, c.Dh}, seed++, dt, d);
     Tensor v = random_input({c.B, c.H, c.Skv, c.Dh}, seed++, dt, d);
-    Tensor out = scaled_dot_product_attention(q, k, v);
-    CHECK(out.dtype() == dt);
-    CHECK(out.shape() == Shape{c.B, c.H, c.Sq, c.Dh});
-    CHECK(out.is_contiguous());
-    check_close(out, reference(q, k, v, 1.0 / std::sqrt(double(c.Dh))).out, -1, "out");
-    // An explicit scale.
-    check_close(scaled_dot_product_attention(q, k, v, 0.3), reference(q, k, v, 0.3).out, -1, "out, scale 0.3");
+    const Tensor ref = reference(q, k, v, 1.0 / std::sqrt(double(c.Dh))).out, ref03 = reference(q, k, v, 0.3).out;
+    for (const CpuMode& mode : modes_for(dev)) {
+      ScopedCpuMode scoped(mode);
+      INFO(mode_str(mode));
+      Tensor out = scaled_dot_product_attention(q, k, v);
+      CHECK(out.dtype() == dt);
+      CHECK(out.shape() == Shape{c.B, c.H, c.Sq, c.Dh});
+      CHECK(out.is_contiguous());
+      check_close(out, ref, -1, "out");
+      // An explicit scale.
+      check_close(scaled_dot_product_attention(q, k, v, 0.3), ref03, -1, "out, scale 0.3");
+    }
   }
 }
 
@@ -137,17 +184,21 @@ TEST_CASE("scaled_dot_product_attention reads strided q/k/v in place", "[attenti
     for (const Tensor& t : qkv) CHECK(!t.is_contiguous());
     Tensor w = random_input({c.B, c.H, c.Sq, c.Dh}, 71, dt, d);
     Reference ref = reference(qkv[0], qkv[1], qkv[2], 1.0 / std::sqrt(double(c.Dh)), w);
-    Tensor q = qkv[0].detach().requires_grad_(), k = qkv[1].detach().requires_grad_(),
-           v = qkv[2].detach().requires_grad_();
-    Tensor out = scaled_dot_product_attention(q, k, v);
-    check_close(out, ref.out, -1, "out");
-    sum(mul(out, w)).backward();
-    check_close(q.grad(), ref.dq, grad_tol(dt), "dq");
-    check_close(k.grad(), ref.dk, grad_tol(dt), "dk");
-    check_close(v.grad(), ref.dv, grad_tol(dt), "dv");
-    // Gapped / transposed copies (the last dim may lose its unit stride: then it is copied).
-    Tensor qn = petal::testing::non_contiguous_copy(qkv[0]), kn = petal::testing::non_contiguous_copy(qkv[1]);
-    check_close(scaled_dot_product_attention(qn, kn, qkv[2]), ref.out, -1, "non-contiguous copies");
+    for (const CpuMode& mode : modes_for(dev)) {
+      ScopedCpuMode scoped(mode);
+      INFO(mode_str(mode));
+      Tensor q = qkv[0].detach().requires_grad_(), k = qkv[1].detach().requires_grad_(),
+             v = qkv[2].detach().requires_grad_();
+      Tensor out = scaled_dot_product_attention(q, k, v);
+      check_close(out, ref.out, -1, "out");
+      sum(mul(out, w)).backward();
+      check_close(q.grad(), ref.dq, grad_tol(dt), "dq");
+      check_close(k.grad(), ref.dk, grad_tol(dt), "dk");
+      check_close(v.grad(), ref.dv, grad_tol(dt), "dv");
+      // Gapped / transposed copies (the last dim may lose its unit stride: then it is copied).
+      Tensor qn = petal::testing::non_contiguous_copy(qkv[0]), kn = petal::testing::non_contiguous_copy(qkv[1]);
+      check_close(scaled_dot_product_attention(qn, kn, qkv[2]), ref.out, -1, "non-contiguous copies");
+    }
   }
 }
 
@@ -163,17 +214,22 @@ TEST_CASE("scaled_dot_product_attention gradients match the float64 reference", 
     Tensor k = random_input({c.B, c.H, c.Skv, c.Dh}, seed++, dt, d).requires_grad_();
     Tensor v = random_input({c.B, c.H, c.Skv, c.Dh}, seed++, dt, d).requires_grad_();
     Tensor w = random_input({c.B, c.H, c.Sq, c.Dh}, seed++, dt, d);
-    sum(mul(scaled_dot_product_attention(q, k, v), w)).backward();
     Reference ref = reference(q, k, v, 1.0 / std::sqrt(double(c.Dh)), w);
-    check_close(q.grad(), ref.dq, grad_tol(dt), "dq");
-    check_close(k.grad(), ref.dk, grad_tol(dt), "dk");
-    check_close(v.grad(), ref.dv, grad_tol(dt), "dv");
+    for (const CpuMode& mode : modes_for(dev)) {
+      ScopedCpuMode scoped(mode);
+      INFO(mode_str(mode));
+      for (Tensor* t : {&q, &k, &v}) t->zero_grad();
+      sum(mul(scaled_dot_product_attention(q, k, v), w)).backward();
+      check_close(q.grad(), ref.dq, grad_tol(dt), "dq");
+      check_close(k.grad(), ref.dk, grad_tol(dt), "dk");
+      check_close(v.grad(), ref.dv, grad_tol(dt), "dv");
+    }
   }
 }
 
 TEST_CASE("attention kernels write every element", "[attention]") {
   auto dev = GENERATE(from_range(petal::testing::test_devices()));
-  auto dt = GENERATE(DType::f32, DType::f64);
+  auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   Device d(dev);
   for (const Case& c : std::vector<Case>{{1, 3, 11, 13, 12}, {1, 1, 35, 17, 64}}) {
     INFO(case_str(c) << " dtype " << dtype_name(dt) << " on " << dev);
@@ -183,7 +239,6 @@ TEST_CASE("attention kernels write every element", "[attention]") {
     Tensor out = empty(q.shape(), TensorOptions(dt, d)), lse = empty({c.B, c.H, c.Sq}, TensorOptions(st, d));
     Tensor dq = empty(q.shape(), TensorOptions(dt, d)), dk = empty(k.shape(), TensorOptions(dt, d)),
            dv = empty(v.shape(), TensorOptions(dt, d));
-    for (Tensor* t : {&out, &lse, &dq, &dk, &dv}) petal::testing::poison(*t);
     kernels::AttentionArgs a;
     a.dtype = dt;
     a.batch = c.B;
@@ -203,19 +258,24 @@ TEST_CASE("attention kernels write every element", "[attention]") {
     a.out = out.data_ptr();
     a.lse = lse.data_ptr();
     auto& backend = kernels::backend_for(d);
-    backend.attention_forward(a);
     Reference ref = reference(q, k, v, 0.25, dout);
-    check_close(out, ref.out, -1, "out");
     // lse = log sum_j exp(s_j), from the float64 scores.
     Tensor qd = q.to(kCPU, DType::f64), kd = k.to(kCPU, DType::f64);
     Tensor scores = mul(matmul(qd, kd.transpose(2, 3)), 0.25);
     Tensor mx = max(scores, 3, true);
     Tensor lse_ref = add(log(sum(exp(sub(scores, mx)), {3}, true)), mx).reshape({c.B, c.H, c.Sq});
-    check_close(lse, lse_ref, -1, "lse");
-    backend.attention_backward(a, dout.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr());
-    check_close(dq, ref.dq, grad_tol(dt), "dq");
-    check_close(dk, ref.dk, grad_tol(dt), "dk");
-    check_close(dv, ref.dv, grad_tol(dt), "dv");
+    for (const CpuMode& mode : modes_for(dev)) {
+      ScopedCpuMode scoped(mode);
+      INFO(mode_str(mode));
+      for (Tensor* t : {&out, &lse, &dq, &dk, &dv}) petal::testing::poison(*t);
+      backend.attention_forward(a);
+      check_close(out, ref.out, -1, "out");
+      check_close(lse, lse_ref, -1, "lse");
+      backend.attention_backward(a, dout.data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr());
+      check_close(dq, ref.dq, grad_tol(dt), "dq");
+      check_close(dk, ref.dk, grad_tol(dt), "dk");
+      check_close(dv, ref.dv, grad_tol(dt), "dv");
+    }
   }
 }
 
