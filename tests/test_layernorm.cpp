@@ -9,10 +9,13 @@
 #include <petal/autocast.h>
 
 #include "kernels/backend.h"
+#include "device_variants.h"
 #include "testing.h"
 
 using namespace petal;
 using petal::testing::check_close;
+using petal::testing::DeviceVariant;
+using petal::testing::device_variants;
 using petal::testing::gradcheck;
 using petal::testing::non_contiguous_copy;
 using petal::testing::normalized_error;
@@ -70,28 +73,6 @@ LayerNormRef ref_layer_norm(const Tensor& x_in, const Tensor& w_in, const Tensor
   }
   return r;
 }
-
-// Every device, and the cpu once per CPU ISA variant: "cpu/baseline", "cpu/avx512", "sim", ...
-std::vector<std::string> device_variants() {
-  std::vector<std::string> out;
-  for (const std::string& dev : petal::testing::test_devices()) {
-    if (dev != "cpu") {
-      out.push_back(dev);
-      continue;
-    }
-    for (const std::string& isa : petal::testing::test_cpu_isas()) out.push_back("cpu/" + isa);
-  }
-  return out;
-}
-
-// Selects the variant's ISA for its lifetime; device() is the device part.
-struct DeviceVariant {
-  explicit DeviceVariant(const std::string& v)
-      : name(v), dev(v.substr(0, v.find('/'))),
-        isa(v.find('/') == std::string::npos ? petal::testing::test_cpu_isas().back() : v.substr(v.find('/') + 1)) {}
-  std::string name, dev, isa;
-  petal::testing::ScopedCpuIsa guard{isa};
-};
 
 // t rounded to dtype and back to f64 on the CPU (what a kernel of that dtype reads).
 Tensor rounded(const Tensor& t, DType dtype) { return t.detach().to(dtype).to(kCPU, DType::f64); }
