@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "device_variants.h"
 #include "testing.h"
 
 using namespace petal;
@@ -63,7 +64,8 @@ double step_tol(DType dt) { return dt == DType::bf16 ? 3e-2 : (dt == DType::f32 
 }  // namespace
 
 TEST_CASE("adamw_step_ follows torch.optim.AdamW over several steps", "[optimizer]") {
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const petal::testing::DeviceVariant variant(GENERATE(from_range(petal::testing::device_variants())));
+  const std::string& dev = variant.dev;
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   auto amsgrad = GENERATE(false, true);
   Device d(dev);
@@ -88,7 +90,8 @@ TEST_CASE("adamw_step_ follows torch.optim.AdamW over several steps", "[optimize
 }
 
 TEST_CASE("sgd_step_ follows torch.optim.SGD over several steps", "[optimizer]") {
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const petal::testing::DeviceVariant variant(GENERATE(from_range(petal::testing::device_variants())));
+  const std::string& dev = variant.dev;
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   struct Config {
     double momentum, dampening, wd;
@@ -120,7 +123,8 @@ TEST_CASE("sgd_step_ follows torch.optim.SGD over several steps", "[optimizer]")
 TEST_CASE("optimizer step kernels write only their operands", "[optimizer]") {
   // A parameter that is a contiguous slice in the middle of a bigger buffer: the
   // elements around it stay untouched (the vectorized body must not overrun).
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const petal::testing::DeviceVariant variant(GENERATE(from_range(petal::testing::device_variants())));
+  const std::string& dev = variant.dev;
   Device d(dev);
   Tensor storage = random_input({40}, 5, DType::f32, d);
   Tensor before = storage.to(kCPU, DType::f64).clone();
@@ -178,7 +182,8 @@ double max_abs_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) 
 }  // namespace
 
 TEST_CASE("adamw_multi_tensor_step_ follows torch.optim.AdamW and the per-parameter kernel", "[optimizer]") {
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const petal::testing::DeviceVariant variant(GENERATE(from_range(petal::testing::device_variants())));
+  const std::string& dev = variant.dev;
   auto dt = GENERATE(DType::f32, DType::f64, DType::bf16);
   auto amsgrad = GENERATE(false, true);
   Device d(dev);
@@ -222,7 +227,8 @@ TEST_CASE("adamw_multi_tensor_step_ follows torch.optim.AdamW and the per-parame
 }
 
 TEST_CASE("sgd_multi_tensor_step_ follows torch.optim.SGD and the per-parameter kernel", "[optimizer]") {
-  auto dev = GENERATE(from_range(petal::testing::test_devices()));
+  const petal::testing::DeviceVariant variant(GENERATE(from_range(petal::testing::device_variants())));
+  const std::string& dev = variant.dev;
   auto dt = GENERATE(DType::f32, DType::bf16);
   struct Config {
     double momentum, dampening, wd;

@@ -7,11 +7,15 @@
 // compiler vectorizes them for f32/f64. The multi-tensor forms cut every parameter of a
 // list into chunks of kMultiTensorChunk elements and share the chunks of all parameters
 // out over the threads in one parallel region (small parameters no longer run alone).
+// The element loops are written once (PETAL_CPU_INLINE) and compiled twice (kernels/cpu/isa.h):
+// baseline and AVX-512, picked per call; both evaluate the same torch formulas in the same
+// order (the AVX-512 variant may fuse a multiply-add).
 #include <cmath>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 
 namespace petal::kernels {
@@ -41,7 +45,7 @@ AdamWScalars<A> adamw_scalars(const AdamWArgs& a) {
 }
 
 template <typename T, bool kAmsgrad>
-void adamw_range(T* __restrict param, const T* __restrict grad, T* __restrict exp_avg, T* __restrict exp_avg_sq,
+PETAL_CPU_INLINE void adamw_range(T* __restrict param, const T* __restrict grad, T* __restrict exp_avg, T* __restrict exp_avg_sq,
                  T* __restrict max_exp_avg_sq, int64_t begin, int64_t end, const AdamWScalars<typename Acc<T>::type>& s) {
   using A = typename Acc<T>::type;
   for (int64_t i = begin; i < end; ++i) {
@@ -69,7 +73,7 @@ struct SgdScalars {
 
 // kMomentum: 0 = no buffer, 1 = buffer initialised from d (first step), 2 = buffer update.
 template <typename T, int kMomentum, bool kNesterov>
-void sgd_range(T* __restrict param, const T* __restrict grad, T* __restrict buffer, int64_t begin, int64_t end,
+PETAL_CPU_INLINE void sgd_range(T* __restrict param, const T* __restrict grad, T* __restrict buffer, int64_t begin, int64_t end,
                const SgdScalars<typename Acc<T>::type>& s) {
   using A = typename Acc<T>::type;
   for (int64_t i = begin; i < end; ++i) {
@@ -88,6 +92,67 @@ void sgd_range(T* __restrict param, const T* __restrict grad, T* __restrict buff
     }
     param[i] = store<T>(p - s.lr * d);
   }
+}
+
+// The two variants of the element loops per element type: adamw(amsgrad, ...) and
+// sgd(mode, nesterov, ...), mode as sgd_range's kMomentum.
+template <typename T>
+struct OptimizerRows;
+
+#define PETAL_OPTIMIZER_ROWS_VARIANT(SUFFIX, ATTR)                                                                  \
+  ATTR static void adamw_##SUFFIX(bool amsgrad, T* p, const T* g, T* m, T* v, T* vmax, int64_t b, int64_t e,        \
+                                  const AdamWScalars<A>& s) {                                                       \
+    if (amsgrad)                                                                                                    \
+      adamw_range<T, true>(p, g, m, v, vmax, b, e, s);                                                              \
+    else                                                                                                            \
+      adamw_range<T, false>(p, g, m, v, vmax, b, e, s);                                                             \
+  }                                                                                                                 \
+  ATTR static void sgd_##SUFFIX(int mode, bool nesterov, T* p, const T* g, T* buf, int64_t b, int64_t e,           \
+                                const SgdScalars<A>& s) {                                                           \
+    if (mode == 0)                                                                                                  \
+      sgd_range<T, 0, false>(p, g, buf, b, e, s);                                                                   \
+    else if (mode == 1 && nesterov)                                                                                 \
+      sgd_range<T, 1, true>(p, g, buf, b, e, s);                                                                    \
+    else if (mode == 1)                                                                                             \
+      sgd_range<T, 1, false>(p, g, buf, b, e, s);                                                                   \
+    else if (nesterov)                                                                                              \
+      sgd_range<T, 2, true>(p, g, buf, b, e, s);                                                                    \
+    else                                                                                                            \
+      sgd_range<T, 2, false>(p, g, buf, b, e, s);                                                                   \
+  }
+
+#define PETAL_OPTIMIZER_ROWS(TYPE)                \
+  template <>                                     \
+  struct OptimizerRows<TYPE> {                    \
+    using T = TYPE;                               \
+    using A = typename Acc<T>::type;              \
+    PETAL_OPTIMIZER_ROWS_VARIANT(baseline, )      \
+    PETAL_OPTIMIZER_ROWS_VARIANT(avx512, PETAL_CPU_AVX512) \
+  };
+
+PETAL_OPTIMIZER_ROWS(float)
+PETAL_OPTIMIZER_ROWS(double)
+PETAL_OPTIMIZER_ROWS(bf16_t)
+PETAL_OPTIMIZER_ROWS(f16_t)
+#undef PETAL_OPTIMIZER_ROWS
+#undef PETAL_OPTIMIZER_ROWS_VARIANT
+
+template <typename T, typename A>
+void adamw_rows(bool avx512, bool amsgrad, T* p, const T* g, T* m, T* v, T* vmax, int64_t b, int64_t e,
+                const AdamWScalars<A>& s) {
+  if (avx512)
+    OptimizerRows<T>::adamw_avx512(amsgrad, p, g, m, v, vmax, b, e, s);
+  else
+    OptimizerRows<T>::adamw_baseline(amsgrad, p, g, m, v, vmax, b, e, s);
+}
+
+template <typename T, typename A>
+void sgd_rows(bool avx512, int mode, bool nesterov, T* p, const T* g, T* buf, int64_t b, int64_t e,
+              const SgdScalars<A>& s) {
+  if (avx512)
+    OptimizerRows<T>::sgd_avx512(mode, nesterov, p, g, buf, b, e, s);
+  else
+    OptimizerRows<T>::sgd_baseline(mode, nesterov, p, g, buf, b, e, s);
 }
 
 // A piece of one tensor of a multi-tensor list.
@@ -126,12 +191,9 @@ void CpuBackend::adamw_update(void* param, const void* grad, void* exp_avg, void
     T* m = static_cast<T*>(exp_avg);
     T* v = static_cast<T*>(exp_avg_sq);
     T* vmax = static_cast<T*>(max_exp_avg_sq);
-    parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) {
-      if (args.amsgrad)
-        adamw_range<T, true>(p, g, m, v, vmax, b, e, s);
-      else
-        adamw_range<T, false>(p, g, m, v, vmax, b, e, s);
-    });
+    const bool avx512 = avx512_enabled();
+    parallel_for(n, kParallelGrain,
+                 [&](int64_t b, int64_t e) { adamw_rows(avx512, args.amsgrad, p, g, m, v, vmax, b, e, s); });
   });
 }
 
@@ -146,21 +208,9 @@ void CpuBackend::sgd_update(void* param, const void* grad, void* momentum_buffer
     const T* g = static_cast<const T*>(grad);
     T* buf = static_cast<T*>(momentum_buffer);
     const int mode = args.momentum == 0.0 ? 0 : (args.first_step ? 1 : 2);
-    parallel_for(n, kParallelGrain, [&](int64_t b, int64_t e) {
-      if (mode == 0) {
-        sgd_range<T, 0, false>(p, g, buf, b, e, s);
-      } else if (mode == 1) {
-        if (args.nesterov)
-          sgd_range<T, 1, true>(p, g, buf, b, e, s);
-        else
-          sgd_range<T, 1, false>(p, g, buf, b, e, s);
-      } else {
-        if (args.nesterov)
-          sgd_range<T, 2, true>(p, g, buf, b, e, s);
-        else
-          sgd_range<T, 2, false>(p, g, buf, b, e, s);
-      }
-    });
+    const bool avx512 = avx512_enabled();
+    parallel_for(n, kParallelGrain,
+                 [&](int64_t b, int64_t e) { sgd_rows(avx512, mode, args.nesterov, p, g, buf, b, e, s); });
   });
 }
 
@@ -176,17 +226,12 @@ void CpuBackend::adamw_update_multi_tensor(const OptimizerTensor* tensors, int64
       a.step = tensors[t].step;
       scalars.push_back(adamw_scalars<A>(a));
     }
+    const bool avx512 = avx512_enabled();
     for_each_chunk(chunks_of(tensors, count), [&](const Chunk& c) {
       const OptimizerTensor& t = tensors[c.tensor];
-      T* p = static_cast<T*>(t.param);
-      const T* g = static_cast<const T*>(t.grad);
-      T* m = static_cast<T*>(t.state0);
-      T* v = static_cast<T*>(t.state1);
-      T* vmax = static_cast<T*>(t.state2);
-      if (args.amsgrad)
-        adamw_range<T, true>(p, g, m, v, vmax, c.begin, c.end, scalars[c.tensor]);
-      else
-        adamw_range<T, false>(p, g, m, v, vmax, c.begin, c.end, scalars[c.tensor]);
+      adamw_rows(avx512, args.amsgrad, static_cast<T*>(t.param), static_cast<const T*>(t.grad),
+                 static_cast<T*>(t.state0), static_cast<T*>(t.state1), static_cast<T*>(t.state2), c.begin, c.end,
+                 scalars[c.tensor]);
     });
   });
 }
@@ -198,20 +243,12 @@ void CpuBackend::sgd_update_multi_tensor(const OptimizerTensor* tensors, int64_t
     using A = typename Acc<T>::type;
     const SgdScalars<A> s{static_cast<A>(args.lr), static_cast<A>(args.momentum),
                           static_cast<A>(1.0 - args.dampening), static_cast<A>(args.weight_decay)};
+    const bool avx512 = avx512_enabled();
     for_each_chunk(chunks_of(tensors, count), [&](const Chunk& c) {
       const OptimizerTensor& t = tensors[c.tensor];
-      T* p = static_cast<T*>(t.param);
-      const T* g = static_cast<const T*>(t.grad);
-      T* buf = static_cast<T*>(t.state0);
       const int mode = args.momentum == 0.0 ? 0 : (t.first_step ? 1 : 2);
-      if (mode == 0)
-        sgd_range<T, 0, false>(p, g, buf, c.begin, c.end, s);
-      else if (mode == 1)
-        args.nesterov ? sgd_range<T, 1, true>(p, g, buf, c.begin, c.end, s)
-                      : sgd_range<T, 1, false>(p, g, buf, c.begin, c.end, s);
-      else
-        args.nesterov ? sgd_range<T, 2, true>(p, g, buf, c.begin, c.end, s)
-                      : sgd_range<T, 2, false>(p, g, buf, c.begin, c.end, s);
+      sgd_rows(avx512, mode, args.nesterov, static_cast<T*>(t.param), static_cast<const T*>(t.grad),
+               static_cast<T*>(t.state0), c.begin, c.end, s);
     });
   });
 }
