@@ -51,6 +51,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm_onednn.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/loops.h"
 #include "kernels/philox.h"
 
@@ -264,6 +265,50 @@ void block_probs(CpuBackend& be, PairGemms& gemm, const AttentionArgs& a, int64_
   }
 }
 
+// float -> bf16 with round to nearest even, a NaN kept a (quiet) NaN: petal's
+// float_to_bf16_bits without its branch, so the loop vectorizes; in the two ISA variants.
+PETAL_CPU_INLINE void round_bf16_body(uint16_t* __restrict y, const float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], sizeof u);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nan = (u >> 16) | 0x40u;
+    y[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+  }
+}
+void round_bf16_baseline(uint16_t* y, const float* x, int64_t n) { round_bf16_body(y, x, n); }
+#if PETAL_CPU_HAVE_AVX512_VARIANTS
+PETAL_CPU_AVX512 void round_bf16_avx512(uint16_t* y, const float* x, int64_t n) { round_bf16_body(y, x, n); }
+#endif
+void round_to_bf16(bf16_t* y, const float* x, int64_t n) {
+  static_assert(sizeof(bf16_t) == sizeof(uint16_t));
+  uint16_t* bits = reinterpret_cast<uint16_t*>(y);
+#if PETAL_CPU_HAVE_AVX512_VARIANTS
+  if (avx512_enabled()) return round_bf16_avx512(bits, x, n);
+#endif
+  round_bf16_baseline(bits, x, n);
+}
+
+// sum_d a[d] b[d] in C over 8 independent lanes (one running sum would be a serial chain).
+template <typename T, typename C>
+C row_dot(const T* a, const T* b, int64_t n) {
+  C lane[8] = {};
+  int64_t d = 0;
+  for (; d + 8 <= n; d += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += static_cast<C>(load(a[d + j])) * static_cast<C>(load(b[d + j]));
+  for (; d < n; ++d) lane[0] += static_cast<C>(load(a[d])) * static_cast<C>(load(b[d]));
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// y = x rounded to T (n contiguous values).
+template <typename T, typename C>
+void store_rows(T* y, const C* x, int64_t n) {
+  if constexpr (std::is_same_v<T, bf16_t> && std::is_same_v<C, float>)
+    round_to_bf16(y, x, n);
+  else
+    for (int64_t e = 0; e < n; ++e) y[e] = store<T>(x[e]);
+}
+
 // The operand for a GEMM reading P-like f32 values: the values themselves when In is C,
 // else rounded to In into buf.
 template <typename In, typename C>
@@ -272,7 +317,7 @@ const In* gemm_operand(const C* x, int64_t n, std::vector<In>& buf) {
     return x;
   } else {
     buf.resize(static_cast<size_t>(n));
-    for (int64_t e = 0; e < n; ++e) buf[e] = store<In>(x[e]);
+    store_rows(buf.data(), x, n);
     return buf.data();
   }
 }
@@ -330,8 +375,7 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
         const In* p = gemm_operand<In>(w.probs.data(), m * Skv, w.pb);
         gemm(false, false, m, Dh, Skv, 1.0, p, Skv, v.data, v.ld, 0.0, out + i0 * Dh, Dh);
       }
-      if constexpr (!std::is_same_v<O, T>)
-        for (int64_t e = 0; e < Sq * Dh; ++e) out_pair[e] = store<T>(w.out[e]);
+      if constexpr (!std::is_same_v<O, T>) store_rows(out_pair, w.out.data(), Sq * Dh);
     }
   });
 }
@@ -396,8 +440,7 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
         for (int64_t r = 0; r < m; ++r) {
           const T* o = out_pair + (i0 + r) * Dh;
           const T* g = dout_pair + (i0 + r) * Dh;
-          C D = 0;
-          for (int64_t d = 0; d < Dh; ++d) D += static_cast<C>(load(g[d])) * static_cast<C>(load(o[d]));
+          const C D = row_dot<T, C>(g, o, Dh);
           C* ds = w.dp.data() + r * Skv;
           C* p = w.probs.data() + r * Skv;
           if (a.dropout_p > 0.0) {  // dS from P and the dropped dP; P' (for dV) in place of P
@@ -418,13 +461,11 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
         gemm(true, false, Skv, Dh, m, a.scale, ds, Skv, q.data + i0 * q.ld, q.ld, beta, dk, Dh);
         gemm(true, false, Skv, Dh, m, 1.0, pp, Skv, dO, Dh, beta, dv, Dh);
       }
-      if constexpr (!std::is_same_v<O, T>)
-        for (int64_t e = 0; e < Sq * Dh; ++e) dq_pair[e] = store<T>(dq[e]);
-      if constexpr (!std::is_same_v<T, C>)
-        for (int64_t e = 0; e < Skv * Dh; ++e) {
-          dk_pair[e] = store<T>(dk[e]);
-          dv_pair[e] = store<T>(dv[e]);
-        }
+      if constexpr (!std::is_same_v<O, T>) store_rows(dq_pair, dq, Sq * Dh);
+      if constexpr (!std::is_same_v<T, C>) {
+        store_rows(dk_pair, dk, Skv * Dh);
+        store_rows(dv_pair, dv, Skv * Dh);
+      }
     }
   });
 }
