@@ -5,6 +5,10 @@
 // (OpenBLAS runs single-threaded inside a parallel region). bf16/f16 widen each operand to
 // a float matrix, run sgemm and round the result back (float accumulation, like cuBLAS),
 // unless oneDNN (gemm_onednn.h, an optional dependency) takes a bf16 call first.
+// f32 calls go to oneDNN's f32 matmul first as well when it is built and enabled: on this
+// project's AVX-512 machines it matches OpenBLAS's SkylakeX kernels and is 4-5x the SSE3
+// (Prescott) kernels Debian's OpenBLAS 0.3.21 falls back to when it does not recognize the CPU
+// (docs/mixed_precision.md); PETAL_ONEDNN=0 restores OpenBLAS. f64 always runs dgemm.
 // k == 0 is handled here (C = beta C) because BLAS rejects leading dimensions of 0.
 #include <cblas.h>
 
@@ -111,6 +115,7 @@ void scale_c(const GemmArgs& g) {
 void CpuBackend::gemm(const GemmArgs& g) {
   if (g.batch <= 0 || g.m <= 0 || g.n <= 0) return;
   if (g.dtype == DType::bf16 && cpu::onednn_gemm(g)) return;
+  if (g.dtype == DType::f32 && cpu::onednn_gemm_enabled() && cpu::onednn_gemm_to(g, DType::f32)) return;
   dispatch_floating(g.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if (g.k <= 0) {
