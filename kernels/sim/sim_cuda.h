@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>  // before the __noinline__ macro below: libstdc++ 12 writes __attribute__((__noinline__)) in shared_ptr_base.h
 #include <type_traits>
 
 #include <cuda_bf16.h>
