@@ -37,6 +37,25 @@ void check_bias(const Tensor& x, const Tensor& b, int64_t n, const char* name, c
   detail::check_same_device("fused_mlp", x, b);
 }
 
+// The MlpArgs fields the forward and the backward share (dtype from w1: x is cast to it; the
+// forward adds the biases and y).
+kernels::MlpArgs mlp_args(const Tensor& x, const Tensor& w1, const Tensor& w2, const Tensor& aux, const Tensor& hidden,
+                          kernels::LinearActivation act, int64_t m, int64_t k, int64_t h, int64_t n) {
+  kernels::MlpArgs a;
+  a.dtype = w1.dtype();
+  a.m = m;
+  a.k = k;
+  a.h = h;
+  a.n = n;
+  a.act = act;
+  a.x = x.data_ptr();
+  a.w1 = w1.data_ptr();
+  a.w2 = w2.data_ptr();
+  a.aux = aux.defined() ? aux.data_ptr() : nullptr;
+  a.hidden = hidden.data_ptr();
+  return a;
+}
+
 }  // namespace
 
 Tensor fused_mlp(const Tensor& x_arg, const Tensor& w1_arg, const Tensor& b1_arg, const Tensor& w2_arg,
@@ -69,20 +88,9 @@ Tensor fused_mlp(const Tensor& x_arg, const Tensor& w1_arg, const Tensor& b1_arg
   Tensor hidden = empty({M, H}, opts);
   Tensor aux = act != kernels::LinearActivation::None ? empty({M, H}, opts) : Tensor();
   Tensor y = empty({M, N}, opts);
-  kernels::MlpArgs args;
-  args.dtype = x.dtype();
-  args.m = M;
-  args.k = K;
-  args.h = H;
-  args.n = N;
-  args.act = act;
-  args.x = x.data_ptr();
-  args.w1 = w1.data_ptr();
+  kernels::MlpArgs args = mlp_args(x, w1, w2, aux, hidden, act, M, K, H, N);
   args.b1 = b1.defined() ? b1.data_ptr() : nullptr;
-  args.w2 = w2.data_ptr();
   args.b2 = b2.defined() ? b2.data_ptr() : nullptr;
-  args.aux = aux.defined() ? aux.data_ptr() : nullptr;
-  args.hidden = hidden.data_ptr();
   args.y = y.data_ptr();
   detail::backend_of(x).mlp_forward(args);
   Tensor out = y.reshape(out_shape);
@@ -96,18 +104,7 @@ Tensor fused_mlp(const Tensor& x_arg, const Tensor& w1_arg, const Tensor& b1_arg
         Tensor dw1 = empty({H, K}, gopts), dw2 = empty({N, H}, gopts);
         Tensor db1 = has_b1 ? empty({H}, gopts) : Tensor();
         Tensor db2 = has_b2 ? empty({N}, gopts) : Tensor();
-        kernels::MlpArgs a;
-        a.dtype = w1.dtype();
-        a.m = M;
-        a.k = K;
-        a.h = H;
-        a.n = N;
-        a.act = act;
-        a.x = x.data_ptr();
-        a.w1 = w1.data_ptr();
-        a.w2 = w2.data_ptr();
-        a.aux = aux.defined() ? aux.data_ptr() : nullptr;
-        a.hidden = hidden.data_ptr();
+        const kernels::MlpArgs a = mlp_args(x, w1, w2, aux, hidden, act, M, K, H, N);
         detail::backend_of(w1).mlp_backward(a, dy.data_ptr(), dx.data_ptr(), dw1.data_ptr(),
                                             has_b1 ? db1.data_ptr() : nullptr, dw2.data_ptr(),
                                             has_b2 ? db2.data_ptr() : nullptr);

@@ -223,6 +223,23 @@ struct Workspace {
   std::vector<C> keep;  // dropout: keep / (1 - p) of one row
 };
 
+// Q, K and V of pair (b, h) as GEMM operands (operand_rows of each, through w's buffers).
+template <typename T>
+struct PairQkv {
+  using In = typename Plan<T>::In;
+  Rows<In> q, k, v;
+};
+
+template <typename T>
+PairQkv<T> pair_qkv(const AttentionArgs& a, int64_t b, int64_t h, bool dense, Workspace<T>& w) {
+  auto rows = [&](const void* base, const int64_t* strides, int64_t n, auto& buf) {
+    return operand_rows(static_cast<const T*>(base) + b * strides[0] + h * strides[1], n, strides[2], a.head_dim, dense,
+                        buf);
+  };
+  return {rows(a.q, a.q_strides, a.seq_q, w.q), rows(a.k, a.k_strides, a.seq_kv, w.k),
+          rows(a.v, a.v_strides, a.seq_kv, w.v)};
+}
+
 // keep[j] = 1 / (1 - p) for the kept keys of query i of pair `pair`, 0 for the dropped ones.
 template <typename C>
 void dropout_row(const AttentionArgs& a, int64_t pair, int64_t i, C* keep) {
@@ -339,12 +356,7 @@ void attention_forward_typed(CpuBackend& be, const AttentionArgs& a) {
     w.probs.resize(static_cast<size_t>(block * Skv));
     for (int64_t pair = p0; pair < p1; ++pair) {
       const int64_t b = pair / H, h = pair % H;
-      const Rows<In> q = operand_rows(static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1], Sq,
-                                      a.q_strides[2], Dh, onednn, w.q);
-      const Rows<In> k = operand_rows(static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1], Skv,
-                                      a.k_strides[2], Dh, onednn, w.k);
-      const Rows<In> v = operand_rows(static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1], Skv,
-                                      a.v_strides[2], Dh, onednn, w.v);
+      const auto [q, k, v] = pair_qkv(a, b, h, onednn, w);
       T* out_pair = static_cast<T*>(a.out) + pair * Sq * Dh;
       O* out = nullptr;
       if constexpr (std::is_same_v<O, T>) {
@@ -399,12 +411,7 @@ void attention_backward_typed(CpuBackend& be, const AttentionArgs& a, const T* d
     w.dp.resize(static_cast<size_t>(block * Skv));
     for (int64_t pair = p0; pair < p1; ++pair) {
       const int64_t b = pair / H, h = pair % H;
-      const Rows<In> q = operand_rows(static_cast<const T*>(a.q) + b * a.q_strides[0] + h * a.q_strides[1], Sq,
-                                      a.q_strides[2], Dh, onednn, w.q);
-      const Rows<In> k = operand_rows(static_cast<const T*>(a.k) + b * a.k_strides[0] + h * a.k_strides[1], Skv,
-                                      a.k_strides[2], Dh, onednn, w.k);
-      const Rows<In> v = operand_rows(static_cast<const T*>(a.v) + b * a.v_strides[0] + h * a.v_strides[1], Skv,
-                                      a.v_strides[2], Dh, onednn, w.v);
+      const auto [q, k, v] = pair_qkv(a, b, h, onednn, w);
       const T* out_pair = static_cast<const T*>(a.out) + pair * Sq * Dh;
       const T* dout_pair = dout_all + pair * Sq * Dh;
       const Rows<In> dout = operand_rows(dout_pair, Sq, Dh, Dh, onednn, w.dout);
